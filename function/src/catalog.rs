@@ -1,0 +1,137 @@
+//! Finding model versions: `<root>/<name>/<version>/model.toml`, read from a (preopened) directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::ApiError;
+use crate::spec::ModelSpec;
+
+/// A model and the versions it has on disk, oldest first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelVersions {
+    /// Model name.
+    pub name: String,
+    /// Versions, ascending.
+    pub versions: Vec<String>,
+}
+
+/// Where the function looks up model specs.
+pub trait Catalog {
+    /// The spec of `name` at `version`, or at its newest version when `version` is `None`.
+    fn spec(&self, name: &str, version: Option<&str>) -> Result<ModelSpec, ApiError>;
+    /// Every model with its versions, sorted by name.
+    fn models(&self) -> Vec<ModelVersions>;
+}
+
+/// A catalog over a models directory laid out as `<name>/<version>/model.toml`.
+#[derive(Debug, Clone)]
+pub struct DirCatalog {
+    root: PathBuf,
+}
+
+impl DirCatalog {
+    /// A catalog rooted at `root` (the guest sees the models directory at `/models`).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The folder holding one version's files (`model.toml`, `model.onnx`).
+    pub fn version_path(&self, name: &str, version: &str) -> PathBuf {
+        self.root.join(name).join(version)
+    }
+
+    /// The root this catalog reads.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn versions_of(&self, name: &str) -> Vec<String> {
+        let mut versions: Vec<u64> = std::fs::read_dir(self.root.join(name))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("model.toml").is_file())
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        versions.sort_unstable();
+        versions.iter().map(u64::to_string).collect()
+    }
+}
+
+/// Model names are lowercase ASCII words with `-`, `_` or `.`; they never form a path.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+}
+
+/// Versions are positive integers without leading zeros.
+pub fn is_valid_version(version: &str) -> bool {
+    !version.is_empty()
+        && version.len() <= 12
+        && !version.starts_with('0')
+        && version.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Catalog for DirCatalog {
+    fn spec(&self, name: &str, version: Option<&str>) -> Result<ModelSpec, ApiError> {
+        let unknown_model = || {
+            ApiError::not_found("unknown_model", format!("no model named '{name}'"))
+                .with_field("model")
+        };
+        if !is_valid_name(name) {
+            return Err(unknown_model());
+        }
+        let version = match version {
+            Some(v) if is_valid_version(v) => v.to_string(),
+            Some(v) => {
+                return Err(ApiError::not_found(
+                    "unknown_version",
+                    format!("model '{name}' has no version '{v}'"),
+                )
+                .with_field("version"))
+            }
+            None => self.versions_of(name).pop().ok_or_else(unknown_model)?,
+        };
+        let path = self.root.join(name).join(&version).join("model.toml");
+        let text = std::fs::read_to_string(&path).map_err(|_| {
+            if self.root.join(name).is_dir() {
+                ApiError::not_found(
+                    "unknown_version",
+                    format!("model '{name}' has no version '{version}'"),
+                )
+                .with_field("version")
+            } else {
+                unknown_model()
+            }
+        })?;
+        ModelSpec::from_toml(&text).map_err(|_| {
+            ApiError::new(
+                503,
+                "model_not_ready",
+                format!("model '{name}' version {version} is misconfigured"),
+            )
+        })
+    }
+
+    fn models(&self) -> Vec<ModelVersions> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| is_valid_name(n))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|name| ModelVersions {
+                versions: self.versions_of(&name),
+                name,
+            })
+            .filter(|m| !m.versions.is_empty())
+            .collect()
+    }
+}

@@ -1,0 +1,20 @@
+//! Ember's inference function.
+//!
+//! The core — model spec, validation, preprocessing, postprocessing and the HTTP contract — is plain
+//! Rust that compiles natively (unit tests), for `wasm32-wasip2` (the component: [`wasi`] face with
+//! `wasi:http` + `wasi:nn`) and, later, for the browser. Hosts differ only in the [`app::Inference`]
+//! engine and the [`catalog::Catalog`] they hand to [`app::App`].
+
+pub mod app;
+pub mod catalog;
+pub mod clock;
+pub mod error;
+pub mod postprocess;
+pub mod spec;
+pub mod tabular;
+pub mod tensor;
+pub mod v2;
+pub mod vision;
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+pub mod wasi;

@@ -1,0 +1,78 @@
+//! Postprocessing shared by every host and backend: softmax where the graph emits logits, then the
+//! top class. (Softmax lives here, not in the graph: wonnx computes it wrongly in browsers.)
+
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::spec::{ModelSpec, OutputKind};
+use crate::tensor::Tensor;
+
+/// A classifier's answer for one input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Classification {
+    /// Index of the chosen class.
+    pub prediction: usize,
+    /// Its label.
+    pub label: String,
+    /// Its probability.
+    pub confidence: f64,
+    /// Every class's probability, in label order.
+    pub probabilities: Vec<f64>,
+}
+
+/// Numerically stable softmax, computed in f64.
+pub fn softmax(logits: &[f64]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = logits.iter().map(|z| (z - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|e| e / sum).collect()
+}
+
+/// Reads the first output of a batch-of-one inference as a classification.
+pub fn classify(spec: &ModelSpec, outputs: &[Tensor]) -> Result<Classification, ApiError> {
+    let declared = &spec.outputs[0];
+    let output = outputs
+        .iter()
+        .find(|t| t.name == declared.name)
+        .ok_or_else(|| ApiError::internal("inference_failed", "the model returned no prediction"))?;
+    let values = output.data.to_f64();
+    if values.len() != spec.labels.len() || values.iter().any(|v| !v.is_finite()) {
+        return Err(ApiError::internal(
+            "inference_failed",
+            "the model returned an output of the wrong size or with non-finite values",
+        ));
+    }
+    let probabilities = match declared.kind {
+        OutputKind::Logits => softmax(&values),
+        OutputKind::Probabilities => values,
+    };
+    let (prediction, confidence) = probabilities
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, p)| if p > best.1 { (i, p) } else { best });
+    Ok(Classification {
+        prediction,
+        label: spec.labels[prediction].clone(),
+        confidence,
+        probabilities,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_survives_large_logits() {
+        let p = softmax(&[1000.0, 1001.0, 999.0]);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(p[1] > p[0] && p[0] > p[2]);
+    }
+
+    #[test]
+    fn softmax_matches_the_closed_form_for_two_classes() {
+        let p = softmax(&[0.0, 2.0]);
+        assert!((p[1] - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-15);
+    }
+}

@@ -1,0 +1,236 @@
+//! `model.toml`: the single source of truth for a model version (see DESIGN.md).
+
+use serde::{Deserialize, Serialize};
+
+use crate::tensor::DataType;
+
+/// One model version as declared by its `model.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ModelSpec {
+    /// Model name, e.g. `credit-risk`.
+    pub name: String,
+    /// Version, a positive integer as a string (the folder name).
+    pub version: String,
+    /// One line on what the model predicts.
+    #[serde(default)]
+    pub description: String,
+    /// Only `classification` is served today.
+    pub task: Task,
+    /// How the model was produced.
+    #[serde(default)]
+    pub framework: String,
+    /// What it was trained on.
+    #[serde(default)]
+    pub trained_on: String,
+    /// Class labels, in output order.
+    pub labels: Vec<String>,
+    /// Held-out metrics, free-form numbers.
+    #[serde(default)]
+    pub metrics: toml::Table,
+    /// The graph's input tensors.
+    pub inputs: Vec<TensorSpec>,
+    /// The graph's output tensors; the first is the prediction.
+    pub outputs: Vec<OutputSpec>,
+    /// Tabular preprocessing: named features into one input row.
+    pub tabular: Option<TabularSpec>,
+    /// Vision preprocessing: an image into one normalized input tensor.
+    pub vision: Option<VisionSpec>,
+}
+
+/// What the model does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Picks one of `labels`.
+    Classification,
+}
+
+/// A declared graph input: name, datatype and shape (`-1` marks a dynamic dimension).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TensorSpec {
+    /// Tensor name in the graph.
+    pub name: String,
+    /// Element type, in KServe v2 spelling (`FP32`).
+    pub datatype: DataType,
+    /// Dimensions; `-1` is dynamic.
+    pub shape: Vec<i64>,
+}
+
+/// A declared graph output and how to read it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct OutputSpec {
+    /// Tensor name in the graph.
+    pub name: String,
+    /// Element type.
+    pub datatype: DataType,
+    /// Dimensions; `-1` is dynamic.
+    pub shape: Vec<i64>,
+    /// Whether the values are logits (softmax applied in postprocessing) or probabilities.
+    pub kind: OutputKind,
+}
+
+/// How a classifier's output is to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// Unnormalized scores: postprocessing applies softmax.
+    Logits,
+    /// Already probabilities (e.g. a sigmoid classifier's): used as they are.
+    Probabilities,
+}
+
+/// Tabular models: a JSON object of named features becomes one row of `input`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TabularSpec {
+    /// The graph input the row feeds.
+    pub input: String,
+    /// Features in column order.
+    pub features: Vec<FeatureSpec>,
+}
+
+/// One tabular feature and its validation rule.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FeatureSpec {
+    /// Field name in the request body.
+    pub name: String,
+    /// `integer` or `number`.
+    #[serde(rename = "type")]
+    pub kind: FeatureKind,
+    /// Smallest accepted value (inclusive).
+    pub min: f64,
+    /// Largest accepted value (inclusive).
+    pub max: f64,
+    /// Whether the request must carry it.
+    pub required: bool,
+    /// Value used when an optional feature is absent.
+    pub default: Option<f64>,
+    /// Unit, for documentation.
+    #[serde(default)]
+    pub unit: String,
+    /// What the feature means.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A feature's value type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureKind {
+    /// A whole number.
+    Integer,
+    /// Any finite number.
+    Number,
+}
+
+/// Vision models: an image becomes a normalized NCHW tensor.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct VisionSpec {
+    /// The graph input the image feeds.
+    pub input: String,
+    /// Target width in pixels.
+    pub width: u32,
+    /// Target height in pixels.
+    pub height: u32,
+    /// Channel layout the model expects.
+    pub channels: Channels,
+    /// Whether to invert intensities (dark ink on light paper → light on dark).
+    #[serde(default)]
+    pub invert: bool,
+    /// Per-channel mean subtracted from `pixel / 255`.
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation dividing the result.
+    pub std: Vec<f32>,
+}
+
+/// Channel layout of a vision input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channels {
+    /// One luma channel.
+    Grayscale,
+    /// Red, green, blue.
+    Rgb,
+}
+
+impl Channels {
+    /// Number of channels.
+    pub fn count(self) -> usize {
+        match self {
+            Channels::Grayscale => 1,
+            Channels::Rgb => 3,
+        }
+    }
+}
+
+impl ModelSpec {
+    /// Parses and checks a `model.toml`.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let spec: ModelSpec = toml::from_str(text).map_err(|e| e.to_string())?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// The name under which the host registers this version's graph for `wasi:nn` `load-by-name`.
+    pub fn graph_name(&self) -> String {
+        format!("{}/{}", self.name, self.version)
+    }
+
+    /// The declared input with this name.
+    pub fn input(&self, name: &str) -> Option<&TensorSpec> {
+        self.inputs.iter().find(|i| i.name == name)
+    }
+
+    /// Consistency rules a `model.toml` must satisfy before it is served.
+    fn check(&self) -> Result<(), String> {
+        if self.inputs.is_empty() || self.outputs.is_empty() {
+            return Err("a model needs at least one input and one output".into());
+        }
+        let classes = self.outputs[0].shape.last().copied().unwrap_or(0);
+        if classes != self.labels.len() as i64 {
+            return Err(format!(
+                "output {} has {classes} classes but {} labels are declared",
+                self.outputs[0].name,
+                self.labels.len()
+            ));
+        }
+        match (&self.tabular, &self.vision) {
+            (Some(tabular), None) => {
+                let input = self
+                    .input(&tabular.input)
+                    .ok_or_else(|| format!("tabular input {} is not declared", tabular.input))?;
+                if input.shape.last().copied() != Some(tabular.features.len() as i64) {
+                    return Err(format!(
+                        "input {} does not have one column per feature",
+                        input.name
+                    ));
+                }
+                for f in &tabular.features {
+                    if !f.required && f.default.is_none() {
+                        return Err(format!("optional feature {} needs a default", f.name));
+                    }
+                    if f.min > f.max {
+                        return Err(format!("feature {} has min > max", f.name));
+                    }
+                }
+            }
+            (None, Some(vision)) => {
+                let input = self
+                    .input(&vision.input)
+                    .ok_or_else(|| format!("vision input {} is not declared", vision.input))?;
+                let channels = vision.channels.count();
+                let expected = [channels as i64, vision.height as i64, vision.width as i64];
+                if input.shape.len() != 4 || input.shape[1..] != expected {
+                    return Err(format!("input {} is not [N, C, H, W] = {expected:?}", input.name));
+                }
+                if vision.mean.len() != channels || vision.std.len() != channels {
+                    return Err("vision mean/std need one value per channel".into());
+                }
+                if vision.std.iter().any(|s| *s <= 0.0) {
+                    return Err("vision std must be positive".into());
+                }
+            }
+            _ => return Err("a model declares exactly one of [tabular] or [vision]".into()),
+        }
+        Ok(())
+    }
+}

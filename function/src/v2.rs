@@ -1,0 +1,301 @@
+//! KServe Open Inference Protocol v2 (REST, JSON tensors): request checks and reply shapes.
+
+use serde_json::{json, Map, Value};
+
+use crate::catalog::ModelVersions;
+use crate::error::ApiError;
+use crate::spec::{ModelSpec, TensorSpec};
+use crate::tensor::{DataType, Tensor, TensorData};
+
+/// Largest batch a v2 request may carry.
+pub const MAX_BATCH: usize = 64;
+
+/// A checked v2 inference request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferRequest {
+    /// The caller's request id, echoed in the reply.
+    pub id: Option<String>,
+    /// Input tensors, checked against the model's declaration.
+    pub inputs: Vec<Tensor>,
+    /// Output names the caller asked for; empty means all.
+    pub outputs: Vec<String>,
+}
+
+/// `GET /v2`: server metadata.
+pub fn server_metadata() -> Value {
+    json!({ "name": "ember", "version": env!("CARGO_PKG_VERSION"), "extensions": [] })
+}
+
+/// `GET /v2/models/{m}[/versions/{v}]`: model metadata.
+pub fn model_metadata(spec: &ModelSpec, versions: &ModelVersions) -> Value {
+    let tensors = |list: Vec<(&String, DataType, &Vec<i64>)>| -> Vec<Value> {
+        list.into_iter()
+            .map(|(name, dt, shape)| json!({"name": name, "datatype": dt.as_str(), "shape": shape}))
+            .collect()
+    };
+    json!({
+        "name": spec.name,
+        "versions": versions.versions,
+        "platform": "onnx",
+        "inputs": tensors(spec.inputs.iter().map(|t| (&t.name, t.datatype, &t.shape)).collect()),
+        "outputs": tensors(spec.outputs.iter().map(|t| (&t.name, t.datatype, &t.shape)).collect()),
+    })
+}
+
+/// Parses and checks an infer request body against the model's declared inputs.
+pub fn parse_infer(spec: &ModelSpec, body: &Value) -> Result<InferRequest, ApiError> {
+    let object = body.as_object().ok_or_else(|| {
+        bad(
+            "not_an_object",
+            "$",
+            "the body must be a JSON object with 'inputs'",
+        )
+    })?;
+    let id = match object.get("id") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(bad("wrong_type", "id", "'id' must be a string")),
+    };
+    let inputs = match object.get("inputs") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(_) => {
+            return Err(bad(
+                "wrong_type",
+                "inputs",
+                "'inputs' must be a non-empty array of tensors",
+            ))
+        }
+        None => return Err(bad("missing_field", "inputs", "'inputs' is missing")),
+    };
+    let mut tensors = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        let tensor = parse_input(spec, i, input)?;
+        if tensors.iter().any(|t: &Tensor| t.name == tensor.name) {
+            let field = format!("inputs[{i}].name");
+            return Err(bad(
+                "duplicate_input",
+                &field,
+                format!("input '{}' is given twice", tensor.name),
+            ));
+        }
+        tensors.push(tensor);
+    }
+    if let Some(missing) = spec
+        .inputs
+        .iter()
+        .find(|d| !tensors.iter().any(|t| t.name == d.name))
+    {
+        return Err(bad(
+            "missing_input",
+            "inputs",
+            format!("input '{}' is missing", missing.name),
+        ));
+    }
+    let batch = tensors[0].shape[0];
+    if let Some(t) = tensors.iter().find(|t| t.shape[0] != batch) {
+        return Err(bad(
+            "batch_mismatch",
+            "inputs",
+            format!("input '{}' has a different batch size", t.name),
+        ));
+    }
+    Ok(InferRequest {
+        id,
+        inputs: tensors,
+        outputs: parse_requested_outputs(spec, object)?,
+    })
+}
+
+fn parse_requested_outputs(
+    spec: &ModelSpec,
+    object: &Map<String, Value>,
+) -> Result<Vec<String>, ApiError> {
+    let Some(requested) = object.get("outputs") else {
+        return Ok(Vec::new());
+    };
+    let list = requested
+        .as_array()
+        .ok_or_else(|| bad("wrong_type", "outputs", "'outputs' must be an array"))?;
+    list.iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let field = format!("outputs[{i}].name");
+            let name = o
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("missing_field", &field, "each output needs a 'name'"))?;
+            if spec.outputs.iter().any(|d| d.name == name) {
+                Ok(name.to_string())
+            } else {
+                Err(bad(
+                    "unknown_output",
+                    &field,
+                    format!("model has no output '{name}'"),
+                ))
+            }
+        })
+        .collect()
+}
+
+fn parse_input(spec: &ModelSpec, i: usize, input: &Value) -> Result<Tensor, ApiError> {
+    let field = |k: &str| format!("inputs[{i}].{k}");
+    let get = |k: &str| {
+        input
+            .get(k)
+            .ok_or_else(|| bad("missing_field", &field(k), format!("'{}' is missing", field(k))))
+    };
+    let name = get("name")?
+        .as_str()
+        .ok_or_else(|| bad("wrong_type", &field("name"), "'name' must be a string"))?;
+    let declared = spec.input(name).ok_or_else(|| {
+        let known: Vec<&str> = spec.inputs.iter().map(|d| d.name.as_str()).collect();
+        bad(
+            "unknown_input",
+            &field("name"),
+            format!(
+                "model has no input '{name}'; expected {}",
+                known.join(", ")
+            ),
+        )
+    })?;
+    let datatype = get("datatype")?.as_str().unwrap_or_default();
+    if DataType::parse(datatype) != Some(declared.datatype) {
+        return Err(bad(
+            "wrong_datatype",
+            &field("datatype"),
+            format!(
+                "input '{name}' has datatype {}, got '{datatype}'",
+                declared.datatype.as_str()
+            ),
+        ));
+    }
+    let shape = parse_shape(declared, get("shape")?, &field("shape"))?;
+    let mut flat = Vec::new();
+    flatten(get("data")?, &mut flat, &field("data"))?;
+    let expected = Tensor::element_count(&shape);
+    if flat.len() != expected {
+        return Err(bad(
+            "wrong_data_length",
+            &field("data"),
+            format!(
+                "shape {shape:?} needs {expected} elements, got {}",
+                flat.len()
+            ),
+        ));
+    }
+    Ok(Tensor {
+        name: name.to_string(),
+        data: convert(declared.datatype, &flat, &field("data"))?,
+        shape,
+    })
+}
+
+fn parse_shape(declared: &TensorSpec, value: &Value, field: &str) -> Result<Vec<usize>, ApiError> {
+    let dims: Option<Vec<usize>> = value
+        .as_array()
+        .map(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+        .unwrap_or(None);
+    let dims = dims.ok_or_else(|| {
+        bad(
+            "wrong_type",
+            field,
+            "'shape' must be an array of non-negative integers",
+        )
+    })?;
+    let matches = dims.len() == declared.shape.len()
+        && dims
+            .iter()
+            .zip(&declared.shape)
+            .all(|(d, want)| *want < 0 || *d as i64 == *want);
+    if !matches || dims.first().copied().unwrap_or(0) == 0 {
+        return Err(bad(
+            "wrong_shape",
+            field,
+            format!(
+                "input '{}' has shape {:?} (-1 = any), got {dims:?}",
+                declared.name, declared.shape
+            ),
+        ));
+    }
+    if dims[0] > MAX_BATCH {
+        return Err(bad(
+            "batch_too_large",
+            field,
+            format!("batch size {} exceeds the limit of {MAX_BATCH}", dims[0]),
+        ));
+    }
+    Ok(dims)
+}
+
+/// Row-major flattening; KServe v2 allows flat or nested `data`.
+fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>, field: &str) -> Result<(), ApiError> {
+    match value {
+        Value::Array(items) => items.iter().try_for_each(|v| flatten(v, out, field)),
+        Value::Number(_) => {
+            out.push(value);
+            Ok(())
+        }
+        _ => Err(bad(
+            "wrong_type",
+            field,
+            "'data' must hold only numbers",
+        )),
+    }
+}
+
+fn convert(datatype: DataType, flat: &[&Value], field: &str) -> Result<TensorData, ApiError> {
+    let numbers = || flat.iter().map(|v| v.as_f64().unwrap_or(f64::NAN));
+    let integers = || {
+        flat.iter()
+            .map(|v| v.as_i64().ok_or_else(|| bad("not_an_integer", field, "integer tensors need integer data")))
+    };
+    Ok(match datatype {
+        DataType::Fp32 => {
+            let v: Vec<f32> = numbers().map(|x| x as f32).collect();
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(bad("not_finite", field, "FP32 data must be finite and within FP32 range"));
+            }
+            TensorData::F32(v)
+        }
+        DataType::Fp64 => TensorData::F64(numbers().collect()),
+        DataType::Int64 => TensorData::I64(integers().collect::<Result<_, _>>()?),
+        DataType::Int32 => TensorData::I32(
+            integers()
+                .map(|r| {
+                    r.and_then(|x| {
+                        i32::try_from(x).map_err(|_| bad("out_of_range", field, "INT32 data out of range"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+/// The reply to an infer request.
+pub fn infer_response(spec: &ModelSpec, request: &InferRequest, outputs: &[Tensor]) -> Value {
+    let outputs: Vec<Value> = outputs
+        .iter()
+        .filter(|t| request.outputs.is_empty() || request.outputs.contains(&t.name))
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "datatype": t.data.datatype().as_str(),
+                "shape": t.shape,
+                "data": t.data.to_json(),
+            })
+        })
+        .collect();
+    let mut reply = json!({
+        "model_name": spec.name,
+        "model_version": spec.version,
+        "outputs": outputs,
+    });
+    if let Some(id) = &request.id {
+        reply["id"] = json!(id);
+    }
+    reply
+}
+
+fn bad(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(400, code, message).with_field(field)
+}

@@ -1,0 +1,137 @@
+//! Vision preprocessing: `{"image": "<base64 PNG or JPEG>"}` → a normalized `[1, C, H, W]` FP32 tensor.
+
+use base64::Engine as _;
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageReader, Limits};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::spec::{Channels, VisionSpec};
+use crate::tabular::json_type;
+use crate::tensor::{Tensor, TensorData};
+
+/// Largest accepted image side, in pixels, before resizing.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+/// Largest decoder allocation, in bytes: bounds decompression bombs.
+pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Decodes, converts, resizes and normalizes the request's image for the model.
+pub fn to_tensor(spec: &VisionSpec, body: &Value) -> Result<Tensor, ApiError> {
+    let object = body.as_object().ok_or_else(|| {
+        ApiError::invalid(
+            "not_an_object",
+            "$",
+            "the body must be a JSON object {\"image\": \"<base64 PNG or JPEG>\"}",
+        )
+    })?;
+    if let Some(key) = object.keys().find(|k| k.as_str() != "image") {
+        return Err(ApiError::invalid(
+            "unknown_field",
+            key.as_str(),
+            format!("unknown field '{key}'; a vision request carries only 'image'"),
+        ));
+    }
+    let encoded = match object.get("image") {
+        None => {
+            return Err(ApiError::invalid(
+                "missing_field",
+                "image",
+                "field 'image' (base64 PNG or JPEG) is missing",
+            ))
+        }
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "wrong_type",
+                "image",
+                format!(
+                    "field 'image' must be a base64 string, got {}",
+                    json_type(other)
+                ),
+            ))
+        }
+    };
+    let bytes = decode_base64(encoded)?;
+    let image = decode_image(&bytes)?;
+    Ok(normalize(spec, image))
+}
+
+fn decode_base64(encoded: &str) -> Result<Vec<u8>, ApiError> {
+    // Accept data URLs ("data:image/png;base64,...") as browsers produce them.
+    let payload = match encoded.split_once(";base64,") {
+        Some((prefix, rest)) if prefix.starts_with("data:") => rest,
+        _ => encoded,
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(payload.trim())
+        .map_err(|e| {
+            ApiError::invalid(
+                "bad_base64",
+                "image",
+                format!("field 'image' is not valid base64: {e}"),
+            )
+        })
+}
+
+fn decode_image(bytes: &[u8]) -> Result<DynamicImage, ApiError> {
+    let not_an_image = |detail: String| {
+        ApiError::invalid(
+            "not_an_image",
+            "image",
+            format!("field 'image' is not a PNG or JPEG image: {detail}"),
+        )
+    };
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| not_an_image(e.to_string()))?;
+    match reader.format() {
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
+        _ => return Err(not_an_image("unrecognized format".into())),
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => ApiError::invalid(
+            "image_too_large",
+            "image",
+            format!("field 'image' exceeds {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels or the decode memory limit"),
+        ),
+        other => not_an_image(other.to_string()),
+    })
+}
+
+/// `pixel / 255` (inverted if declared), resized to the model's size, then `(x - mean) / std`,
+/// laid out channel-first.
+fn normalize(spec: &VisionSpec, image: DynamicImage) -> Tensor {
+    let (w, h) = (spec.width, spec.height);
+    let resize = |img: DynamicImage| {
+        if img.width() == w && img.height() == h {
+            img
+        } else {
+            img.resize_exact(w, h, FilterType::Triangle)
+        }
+    };
+    let channels = spec.channels.count();
+    let plane = (w * h) as usize;
+    let mut data = vec![0f32; channels * plane];
+    let pixels: Vec<u8> = match spec.channels {
+        Channels::Grayscale => resize(DynamicImage::ImageLuma8(image.to_luma8())).into_bytes(),
+        Channels::Rgb => resize(DynamicImage::ImageRgb8(image.to_rgb8())).into_bytes(),
+    };
+    for (i, px) in pixels.iter().enumerate() {
+        let (pos, c) = (i / channels, i % channels);
+        let mut x = *px as f32 / 255.0;
+        if spec.invert {
+            x = 1.0 - x;
+        }
+        data[c * plane + pos] = (x - spec.mean[c]) / spec.std[c];
+    }
+    Tensor {
+        name: spec.input.clone(),
+        shape: vec![1, channels, h as usize, w as usize],
+        data: TensorData::F32(data),
+    }
+}

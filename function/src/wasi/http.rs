@@ -1,0 +1,106 @@
+//! The `wasi:http/incoming-handler` export: reads the request, runs the [`App`], writes JSON.
+
+use std::io::Write as _;
+
+use wasip2::http::types::{
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use wasip2::io::streams::StreamError;
+
+use super::nn::WasiNn;
+use super::MODELS_DIR;
+use crate::app::{too_large, App, Request, Response, DEFAULT_MODEL, MAX_BODY_BYTES};
+use crate::catalog::DirCatalog;
+
+struct Handler;
+
+wasip2::http::proxy::export!(Handler);
+
+impl wasip2::exports::http::incoming_handler::Guest for Handler {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let response = match read_body(&request) {
+            Ok(body) => {
+                let method = method_name(&request.method());
+                let path = request.path_with_query().unwrap_or_default();
+                let content_type = header(&request, "content-type");
+                let default_model =
+                    std::env::var("EMBER_DEFAULT_MODEL").unwrap_or_else(|_| DEFAULT_MODEL.into());
+                let app = App::new(DirCatalog::new(MODELS_DIR), WasiNn, default_model);
+                app.handle(&Request {
+                    method: &method,
+                    path: &path,
+                    content_type: content_type.as_deref(),
+                    body: &body,
+                })
+            }
+            Err(error) => Response::error(&error),
+        };
+        send(response_out, &response);
+    }
+}
+
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(other) => other.to_ascii_uppercase(),
+    }
+}
+
+fn header(request: &IncomingRequest, name: &str) -> Option<String> {
+    let values = request.headers().get(name);
+    values
+        .first()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Reads the whole body, refusing (413) as soon as it passes [`MAX_BODY_BYTES`].
+fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, crate::error::ApiError> {
+    let declared = header(request, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let unreadable = || crate::error::ApiError::bad_request("unreadable_body", "the body could not be read");
+    let body: IncomingBody = request.consume().map_err(|_| unreadable())?;
+    let stream = body.stream().map_err(|_| unreadable())?;
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+            }
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(_)) => return Err(unreadable()),
+        }
+    }
+    drop(stream);
+    IncomingBody::finish(body);
+    Ok(bytes)
+}
+
+fn send(out: ResponseOutparam, response: &Response) {
+    let headers = Fields::from_list(&[("content-type".to_string(), b"application/json".to_vec())])
+        .expect("content-type is a valid header");
+    let outgoing = OutgoingResponse::new(headers);
+    let _ = outgoing.set_status_code(response.status);
+    let body = outgoing.body().expect("body is taken once");
+    ResponseOutparam::set(out, Ok(outgoing));
+    let bytes = response.body_bytes();
+    if let Ok(mut stream) = body.write() {
+        // A client that went away is not the function's failure.
+        let _ = stream
+            .write_all(&bytes)
+            .and_then(|_| std::io::Write::flush(&mut stream));
+    }
+    let _ = OutgoingBody::finish(body, None);
+}
