@@ -66,7 +66,7 @@ fn value_of(feature: &FeatureSpec, value: Option<&Value>) -> Result<f32, ApiErro
             "wrong_type",
             name,
             format!(
-                "feature '{name}' must be a {}, got {}",
+                "feature '{name}' must be {}, got {}",
                 kind_name(feature.kind),
                 json_type(value)
             ),
@@ -102,8 +102,8 @@ fn value_of(feature: &FeatureSpec, value: Option<&Value>) -> Result<f32, ApiErro
 
 fn kind_name(kind: FeatureKind) -> &'static str {
     match kind {
-        FeatureKind::Integer => "integer",
-        FeatureKind::Number => "number",
+        FeatureKind::Integer => "an integer",
+        FeatureKind::Number => "a number",
     }
 }
 

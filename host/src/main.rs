@@ -1,1 +1,40 @@
-fn main(){}
+//! `ember`: run a model as a serverless WebAssembly function.
+
+mod bench;
+mod nn;
+mod runtime;
+mod server;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+/// Ember's command line.
+#[derive(Parser)]
+#[command(name = "ember", version, about = "Run a model as a serverless WebAssembly function")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the function and the bundled models over HTTP.
+    Up(up::UpArgs),
+    /// Measure native inference, end-to-end latency, throughput and cold start.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::Up(args) => up::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}

@@ -20,6 +20,9 @@ def version_dir(name: str, version: str) -> str:
 
 def finish_onnx(model: onnx.ModelProto, path: str) -> None:
     """Store inferred shapes (wonnx needs them), refuse graphs Ember can't run, and save."""
+    # Stale value_info (e.g. left by onnx.utils.Extractor for graph inputs) hides symbolic batch
+    # dimensions from tract: drop it and infer every intermediate shape afresh.
+    del model.graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model)
     onnx.checker.check_model(model, full_check=True)
     ops = {node.op_type for node in model.graph.node}

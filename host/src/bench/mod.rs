@@ -1,0 +1,190 @@
+//! `ember bench`: every performance target, measured in one run against baselines from the same
+//! run (this machine is noisy): native tract inference is the floor; end-to-end latency over
+//! loopback HTTP, overhead above the floor, throughput at several concurrencies and cold start.
+
+mod client;
+mod stats;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use serde_json::Value;
+use wasmtime_wasi_nn::backend::NamedTensor;
+use wasmtime_wasi_nn::wit::TensorType;
+use wasmtime_wasi_nn::Tensor;
+
+use self::client::Probe;
+use self::stats::Samples;
+use crate::nn::tract::TractPlan;
+
+/// Options of `ember bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Seconds per throughput point.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Requests per latency measurement.
+    #[arg(long, default_value_t = 3000)]
+    pub requests: usize,
+    /// Cold starts to time.
+    #[arg(long, default_value_t = 5)]
+    pub cold_runs: usize,
+    /// Models directory.
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// Compiled-component cache used by the servers the bench starts.
+    #[arg(long, default_value = ".ember/cache")]
+    pub cache_dir: PathBuf,
+}
+
+const MODELS: [&str; 2] = ["credit-risk", "digits"];
+
+/// Runs every measurement and prints the report.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    println!("ember bench — {} cores", std::thread::available_parallelism()?.get());
+    println!("\n## Native floor: tract inference in-process, batch 1 (µs)");
+    let mut floors = Vec::new();
+    for model in MODELS {
+        let floor = native_floor(&args.models, model)?;
+        println!("{model:<12} p50 {:>8.1}   p99 {:>8.1}", floor.p50_us(), floor.p99_us());
+        floors.push(floor.p50_us());
+    }
+
+    let mut server = spawn_server(&args.cache_dir)?;
+    let probes: Vec<Probe> = MODELS
+        .iter()
+        .map(|m| probe(&args.models, &server.1, m))
+        .collect::<anyhow::Result<_>>()?;
+    println!("\n## Warm end-to-end over loopback HTTP, concurrency 1 (µs)");
+    println!("{:<12} {:>8} {:>8} {:>10} {:>12}", "model", "p50", "p99", "overhead", "e2e/native");
+    for ((model, probe), floor) in MODELS.iter().zip(&probes).zip(&floors) {
+        runtime.block_on(client::load(probe, 1, Duration::from_secs(1), 200))?;
+        let (samples, _) =
+            runtime.block_on(client::load(probe, 1, Duration::from_secs(60), args.requests))?;
+        let p50 = samples.p50_us();
+        println!(
+            "{model:<12} {p50:>8.1} {:>8.1} {:>10.1} {:>11.1}x",
+            samples.p99_us(),
+            p50 - floor,
+            p50 / floor
+        );
+    }
+    println!("target: overhead ≤ 150 µs p50 for credit-risk");
+
+    println!("\n## Throughput (requests/s), {:.0} s per point", args.seconds);
+    println!("{:<12} {:>10} {:>10} {:>10}", "model", "c=1", "c=8", "c=32");
+    for (model, probe) in MODELS.iter().zip(&probes) {
+        let mut row = format!("{model:<12}");
+        for concurrency in [1, 8, 32] {
+            let (samples, elapsed) = runtime.block_on(client::load(
+                probe,
+                concurrency,
+                Duration::from_secs_f64(args.seconds),
+                usize::MAX,
+            ))?;
+            row += &format!(" {:>10.0}", samples.len() as f64 / elapsed.as_secs_f64());
+        }
+        println!("{row}");
+    }
+    println!("target: ≥ 5,000 req/s for credit-risk at c=32");
+    stop(&mut server.0);
+
+    println!("\n## Cold start: process spawn → first /predict response (ms)");
+    let mut cold = Samples::default();
+    for _ in 0..args.cold_runs {
+        let started = Instant::now();
+        let (mut child, address) = spawn_server(&args.cache_dir)?;
+        let probe = probe(&args.models, &address, MODELS[0])?;
+        runtime.block_on(client::once(&probe))?;
+        cold.push(started.elapsed());
+        stop(&mut child);
+    }
+    println!(
+        "cached component: p50 {:.1}   max {:.1}   ({} runs; target ≤ 150 ms)",
+        cold.p50_us() / 1e3,
+        cold.quantile_us(1.0) / 1e3,
+        cold.len()
+    );
+    Ok(())
+}
+
+fn reference_case(models: &Path, model: &str) -> anyhow::Result<Value> {
+    let path = models.join(model).join("1").join("reference.json");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| path.display().to_string())?)?;
+    Ok(doc["cases"][0].clone())
+}
+
+fn probe(models: &Path, address: &str, model: &str) -> anyhow::Result<Probe> {
+    let case = reference_case(models, model)?;
+    Ok(Probe {
+        address: address.to_string(),
+        path: format!("/models/{model}/predict"),
+        body: Bytes::from(serde_json::to_vec(&case["request"])?),
+    })
+}
+
+/// Median tract inference on the first reference case's tensors, without wasm or HTTP.
+fn native_floor(models: &Path, model: &str) -> anyhow::Result<Samples> {
+    let bytes = std::fs::read(models.join(model).join("1").join("model.onnx"))?;
+    let plan = TractPlan::parse(&bytes)?;
+    let case = reference_case(models, model)?;
+    let inputs = || -> Vec<NamedTensor> {
+        case["inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|input| {
+                let dims = input["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as u32).collect();
+                let data = input["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|v| (v.as_f64().unwrap() as f32).to_le_bytes())
+                    .collect();
+                NamedTensor {
+                    name: input["name"].as_str().unwrap().to_string(),
+                    tensor: Tensor::new(dims, TensorType::Fp32, data),
+                }
+            })
+            .collect()
+    };
+    let mut samples = Samples::default();
+    for i in 0..3000 {
+        let input = inputs();
+        let t = Instant::now();
+        plan.run(input)?;
+        if i >= 300 {
+            samples.push(t.elapsed());
+        }
+    }
+    Ok(samples)
+}
+
+/// Starts `ember up` on a free port; returns the child and its `host:port`.
+fn spawn_server(cache_dir: &Path) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["up", "--listen", "127.0.0.1:0", "--cache-dir"])
+        .arg(cache_dir)
+        .env("EMBER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("child stdout")?).read_line(&mut line)?;
+    let address = line
+        .trim()
+        .strip_prefix("ember listening on http://")
+        .with_context(|| format!("ember up did not start: {line:?}"))?
+        .to_string();
+    Ok((child, address))
+}
+
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}

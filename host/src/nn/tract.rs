@@ -1,0 +1,282 @@
+//! The tract-onnx backend for `wasi:nn`: pure Rust, no native library, no download.
+//!
+//! A graph is parsed and optimized once, into a shareable plan; each execution context only
+//! borrows it, so a fresh instance per request never re-parses the model.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tract_onnx::prelude::{
+    DatumType, Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue, Tensor as TractTensor,
+    TypedRunnableModel,
+};
+use wasmtime_wasi_nn::backend::{
+    BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
+    NamedTensor,
+};
+use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, TensorType};
+use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor};
+
+/// Loads ONNX graphs with tract.
+#[derive(Default)]
+pub struct TractBackend;
+
+impl BackendInner for TractBackend {
+    fn encoding(&self) -> GraphEncoding {
+        GraphEncoding::Onnx
+    }
+
+    fn load(&mut self, builders: &[&[u8]], _target: ExecutionTarget) -> Result<Graph, BackendError> {
+        let [bytes] = builders else {
+            return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
+        };
+        let graph = TractGraph(Arc::new(TractPlan::parse(bytes)?));
+        Ok(Graph::from(Box::new(graph) as Box<dyn BackendGraph>))
+    }
+
+    fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
+        Some(self)
+    }
+}
+
+impl BackendFromDir for TractBackend {
+    fn load_from_dir(&mut self, dir: &Path, target: ExecutionTarget) -> Result<Graph, BackendError> {
+        let bytes = std::fs::read(dir.join("model.onnx")).map_err(wasmtime::Error::from)?;
+        self.load(&[&bytes], target)
+    }
+}
+
+/// An optimized, runnable tract plan with its input and output names.
+pub struct TractPlan {
+    plan: Arc<TypedRunnableModel>,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl TractPlan {
+    /// Parses and optimizes an ONNX model.
+    pub fn parse(mut bytes: &[u8]) -> Result<Self, BackendError> {
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut bytes)
+            .map_err(tract_error)?;
+        let inputs = model
+            .input_outlets()
+            .map_err(tract_error)?
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect();
+        let outputs = model
+            .output_outlets()
+            .map_err(tract_error)?
+            .iter()
+            .map(|o| {
+                model
+                    .outlet_label(*o)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| model.node(o.node).name.clone())
+            })
+            .collect();
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(tract_error)?;
+        Ok(Self {
+            plan,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// Runs the plan on named inputs (every graph input exactly once).
+    pub fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+        let mut ordered: Vec<Option<TValue>> = vec![None; self.inputs.len()];
+        for input in inputs {
+            let index = self
+                .inputs
+                .iter()
+                .position(|n| *n == input.name)
+                .ok_or_else(|| invalid(format!("the graph has no input '{}'", input.name)))?;
+            ordered[index] = Some(to_tract(&input.tensor)?.into_tvalue());
+        }
+        let values = ordered
+            .into_iter()
+            .zip(&self.inputs)
+            .map(|(v, name)| v.ok_or_else(|| invalid(format!("input '{name}' is missing"))))
+            .collect::<Result<_, _>>()?;
+        let outputs = self.plan.run(values).map_err(tract_error)?;
+        outputs
+            .into_iter()
+            .zip(&self.outputs)
+            .map(|(value, name)| {
+                Ok(NamedTensor {
+                    name: name.clone(),
+                    tensor: from_tract(&value)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A loaded graph: a reference to its plan, shared by every execution context.
+pub struct TractGraph(Arc<TractPlan>);
+
+impl BackendGraph for TractGraph {
+    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
+        Ok(ExecutionContext::from(Box::new(TractContext {
+            graph: self.0.clone(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        }) as Box<dyn BackendExecutionContext>))
+    }
+}
+
+/// One execution of a shared graph.
+struct TractContext {
+    graph: Arc<TractPlan>,
+    inputs: Vec<NamedTensor>,
+    outputs: Vec<NamedTensor>,
+}
+
+impl BackendExecutionContext for TractContext {
+    fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
+        let name = match id {
+            Id::Name(name) => name,
+            Id::Index(i) => self
+                .graph
+                .inputs
+                .get(i as usize)
+                .cloned()
+                .ok_or_else(|| invalid(format!("no input #{i}")))?,
+        };
+        self.inputs.retain(|t| t.name != name);
+        self.inputs.push(NamedTensor {
+            name,
+            tensor: tensor.clone(),
+        });
+        Ok(())
+    }
+
+    fn get_output(&mut self, id: Id) -> Result<Tensor, BackendError> {
+        let found = match &id {
+            Id::Name(name) => self.outputs.iter().find(|t| &t.name == name),
+            Id::Index(i) => self.outputs.get(*i as usize),
+        };
+        found
+            .map(|t| t.tensor.clone())
+            .ok_or_else(|| invalid(format!("no output {id:?}")))
+    }
+
+    fn compute(
+        &mut self,
+        inputs: Option<Vec<NamedTensor>>,
+    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+        match inputs {
+            Some(inputs) => self.graph.run(inputs).map(Some),
+            None => {
+                self.outputs = self.graph.run(std::mem::take(&mut self.inputs))?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn to_tract(tensor: &Tensor) -> Result<TractTensor, BackendError> {
+    let shape: Vec<usize> = tensor.dimensions.iter().map(|d| *d as usize).collect();
+    let datum = match tensor.ty {
+        TensorType::Fp32 => DatumType::F32,
+        TensorType::Fp64 => DatumType::F64,
+        TensorType::I32 => DatumType::I32,
+        TensorType::I64 => DatumType::I64,
+        TensorType::U8 => DatumType::U8,
+        other => return Err(BackendError::UnsupportedTensorType(format!("{other:?}"))),
+    };
+    let expected = shape.iter().product::<usize>() * datum.size_of();
+    if tensor.data.len() != expected {
+        return Err(invalid(format!(
+            "tensor data has {} bytes, its shape needs {expected}",
+            tensor.data.len()
+        )));
+    }
+    // SAFETY: the length was checked against shape × element size; tract copies the bytes into an
+    // aligned buffer of `datum`, for which every bit pattern is a valid value.
+    unsafe { TractTensor::from_raw_dt(datum, &shape, &tensor.data) }.map_err(tract_error)
+}
+
+fn from_tract(value: &TValue) -> Result<Tensor, BackendError> {
+    let ty = match value.datum_type() {
+        DatumType::F32 => TensorType::Fp32,
+        DatumType::F64 => TensorType::Fp64,
+        DatumType::I32 => TensorType::I32,
+        DatumType::I64 => TensorType::I64,
+        DatumType::U8 => TensorType::U8,
+        other => return Err(BackendError::UnsupportedTensorType(format!("{other:?}"))),
+    };
+    let bytes = value.as_bytes().to_vec();
+    Ok(Tensor::new(
+        value.shape().iter().map(|d| *d as u32).collect(),
+        ty,
+        bytes,
+    ))
+}
+
+fn tract_error(error: impl std::fmt::Display) -> BackendError {
+    BackendError::BackendAccess(wasmtime::format_err!("tract: {error:#}"))
+}
+
+fn invalid(message: String) -> BackendError {
+    BackendError::BackendAccess(wasmtime::format_err!("{message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn tensor_of(value: &Value) -> Tensor {
+        let dims = value["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as u32).collect();
+        let data = value["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|v| (v.as_f64().unwrap() as f32).to_le_bytes())
+            .collect();
+        Tensor::new(dims, TensorType::Fp32, data)
+    }
+
+    #[test]
+    fn bundled_models_match_their_onnxruntime_reference_outputs() {
+        for model in ["credit-risk", "digits"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(model).join("1");
+            let plan = TractPlan::parse(&std::fs::read(dir.join("model.onnx")).unwrap()).unwrap();
+            let reference: Value =
+                serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+            for case in reference["cases"].as_array().unwrap() {
+                let input = &case["inputs"][0];
+                let outputs = plan
+                    .run(vec![NamedTensor { name: input["name"].as_str().unwrap().into(), tensor: tensor_of(input) }])
+                    .unwrap();
+                let expected = tensor_of(&case["outputs"][0]);
+                assert_eq!(outputs[0].name, case["outputs"][0]["name"].as_str().unwrap());
+                assert_eq!(outputs[0].tensor.dimensions, expected.dimensions);
+                let floats = |t: &Tensor| -> Vec<f32> {
+                    t.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+                };
+                for (a, e) in floats(&outputs[0].tensor).iter().zip(floats(&expected)) {
+                    assert!((a - e).abs() < 1e-4, "{model} {}: {a} vs {e}", case["name"]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_of_several_rows_runs_through_the_symbolic_batch_dimension() {
+        let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/credit-risk/1/model.onnx")).unwrap();
+        let plan = TractPlan::parse(&bytes).unwrap();
+        let row = [42f32, 52000.0, 710.0, 0.3, 15000.0, 5.0, 0.0];
+        let data: Vec<u8> = row.iter().chain(&row).chain(&row).flat_map(|x| x.to_le_bytes()).collect();
+        let out = plan
+            .run(vec![NamedTensor { name: "input".into(), tensor: Tensor::new(vec![3, 7], TensorType::Fp32, data) }])
+            .unwrap();
+        assert_eq!(out[0].tensor.dimensions, vec![3, 2]);
+    }
+}

@@ -1,0 +1,49 @@
+//! The wasmtime engine Ember runs functions on: pooling allocator (copy-on-write memory images),
+//! epoch interruption for deadlines, and a ticker that advances the epoch.
+
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances: the granularity of deadlines and of time slices.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits that shape the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineLimits {
+    /// Component instances that may be alive at once (pool slots).
+    pub max_instances: u32,
+    /// Largest linear memory one instance may reach, in bytes.
+    pub memory_limit: usize,
+}
+
+/// Builds the engine and starts its epoch ticker.
+pub fn build(limits: EngineLimits) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    let n = limits.max_instances;
+    pool.total_component_instances(n)
+        .total_core_instances(n * 8)
+        .total_memories(n * 2)
+        .total_tables(n * 4)
+        .total_stacks(n)
+        // The ResourceLimiter enforces `memory_limit` (and reports it); the pool allows headroom
+        // so the limiter, not the pool, is what refuses growth.
+        .max_memory_size(limits.memory_limit.saturating_mul(2));
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true);
+    let engine = Engine::new(&config)?;
+    let ticker = engine.weak();
+    std::thread::Builder::new()
+        .name("ember-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+    Ok(engine)
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the built `ember` binary, the real component and the real models, over HTTP
+//! on 127.0.0.1.
+
+mod bad_requests;
+mod concurrency;
+mod isolation;
+mod reference;
+mod support;

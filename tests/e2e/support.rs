@@ -1,0 +1,164 @@
+//! Starting a real `ember up` on a free loopback port and talking to it over HTTP.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+/// The repository root (tests run with the host package as their directory).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A fresh, empty directory under `target/` for one test.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = repo_root()
+        .join("target")
+        .join("e2e")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running `ember up`, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `ember up` with the bundled models and the given extra arguments.
+    pub fn start(extra: &[&str]) -> Server {
+        Self::start_with_cache(&repo_root().join("target").join("e2e-cache"), extra)
+    }
+
+    /// Starts `ember up` with a specific compiled-component cache directory.
+    pub fn start_with_cache(cache: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
+            .current_dir(repo_root())
+            .args(["up", "--listen", "127.0.0.1:0", "--cache-dir"])
+            .arg(cache)
+            .args(extra)
+            .env("EMBER_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ember binary runs");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("ember listening on ")
+            .unwrap_or_else(|| panic!("ember did not start: {line:?}\n{}", stderr.lock().unwrap()))
+            .to_string();
+        // "ready" is logged just before the address is printed; wait for the log reader to see it.
+        for _ in 0..200 {
+            if stderr.lock().unwrap().contains("ready") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Server {
+            child,
+            base,
+            stderr,
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// `GET path` → (status, JSON body).
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        reply(agent().get(format!("{}{path}", self.base)).call())
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post(path, "application/json", body.to_string().as_bytes())
+    }
+
+    /// `POST path` with raw bytes and a content type.
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        reply(
+            agent()
+                .post(format!("{}{path}", self.base))
+                .header("content-type", content_type)
+                .send(body),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut response = result.expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("reply is not JSON (status {status}): {text:?}"));
+    (status, body)
+}
+
+/// The reference cases of one model version: inputs with onnxruntime's outputs.
+pub fn reference_cases(model: &str) -> Vec<Value> {
+    let path = repo_root().join("models").join(model).join("1").join("reference.json");
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    doc["cases"].as_array().unwrap().clone()
+}
+
+/// Asserts two number arrays agree element-wise within `tolerance`.
+pub fn assert_close(actual: &Value, expected: &Value, tolerance: f64, what: &str) {
+    let actual: Vec<f64> = actual.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let expected: Vec<f64> =
+        expected.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
+        assert!((a - e).abs() <= tolerance, "{what}[{i}]: {a} vs onnxruntime {e}");
+    }
+}
