@@ -96,8 +96,8 @@ impl<C: Catalog, I: Inference> App<C, I> {
     }
 
     fn route(&self, request: &Request, segments: &[&str]) -> Result<Response, ApiError> {
-        let allowed =
-            allowed_method(segments).ok_or_else(|| ApiError::not_found("no_route", "no such route"))?;
+        let allowed = allowed_method(segments)
+            .ok_or_else(|| ApiError::not_found("no_route", "no such route"))?;
         if request.method != allowed {
             return Err(ApiError::new(
                 405,
@@ -129,13 +129,24 @@ impl<C: Catalog, I: Inference> App<C, I> {
         }
     }
 
-    fn predict(&self, request: &Request, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
+    fn predict(
+        &self,
+        request: &Request,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Response, ApiError> {
         let spec = self.catalog.spec(name, version)?;
         let body = json_body(request)?;
         let input = match (&spec.tabular, &spec.vision) {
             (Some(tabular), _) => tabular::to_tensor(tabular, &body)?,
             (_, Some(vision)) => vision::to_tensor(vision, &body)?,
-            _ => return Err(ApiError::new(503, "model_not_ready", "model has no preprocessing")),
+            _ => {
+                return Err(ApiError::new(
+                    503,
+                    "model_not_ready",
+                    "model has no preprocessing",
+                ))
+            }
         };
         let outputs = self.inference.infer(&spec, vec![input])?;
         let result = classify(&spec, &outputs)?;
@@ -170,7 +181,12 @@ impl<C: Catalog, I: Inference> App<C, I> {
         Ok(Response::ok(json!({})))
     }
 
-    fn infer(&self, request: &Request, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
+    fn infer(
+        &self,
+        request: &Request,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Response, ApiError> {
         let spec = self.catalog.spec(name, version)?;
         let body = json_body(request)?;
         let infer = v2::parse_infer(&spec, &body)?;

@@ -39,7 +39,11 @@ impl ApiError {
     }
 
     /// 422: well-formed, but it breaks the model's schema.
-    pub fn invalid(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::new(422, code, message).with_field(field)
     }
 

@@ -34,7 +34,9 @@ pub fn classify(spec: &ModelSpec, outputs: &[Tensor]) -> Result<Classification, 
     let output = outputs
         .iter()
         .find(|t| t.name == declared.name)
-        .ok_or_else(|| ApiError::internal("inference_failed", "the model returned no prediction"))?;
+        .ok_or_else(|| {
+            ApiError::internal("inference_failed", "the model returned no prediction")
+        })?;
     let values = output.data.to_f64();
     if values.len() != spec.labels.len() || values.iter().any(|v| !v.is_finite()) {
         return Err(ApiError::internal(
@@ -46,11 +48,18 @@ pub fn classify(spec: &ModelSpec, outputs: &[Tensor]) -> Result<Classification, 
         OutputKind::Logits => softmax(&values),
         OutputKind::Probabilities => values,
     };
-    let (prediction, confidence) = probabilities
-        .iter()
-        .copied()
-        .enumerate()
-        .fold((0, f64::NEG_INFINITY), |best, (i, p)| if p > best.1 { (i, p) } else { best });
+    let (prediction, confidence) =
+        probabilities
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |best, (i, p)| {
+                if p > best.1 {
+                    (i, p)
+                } else {
+                    best
+                }
+            });
     Ok(Classification {
         prediction,
         label: spec.labels[prediction].clone(),

@@ -220,7 +220,10 @@ impl ModelSpec {
                 let channels = vision.channels.count();
                 let expected = [channels as i64, vision.height as i64, vision.width as i64];
                 if input.shape.len() != 4 || input.shape[1..] != expected {
-                    return Err(format!("input {} is not [N, C, H, W] = {expected:?}", input.name));
+                    return Err(format!(
+                        "input {} is not [N, C, H, W] = {expected:?}",
+                        input.name
+                    ));
                 }
                 if vision.mean.len() != channels || vision.std.len() != channels {
                     return Err("vision mean/std need one value per channel".into());

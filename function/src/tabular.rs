@@ -42,7 +42,10 @@ fn reject_unknown(spec: &TabularSpec, object: &Map<String, Value>) -> Result<(),
             Err(ApiError::invalid(
                 "unknown_feature",
                 key.as_str(),
-                format!("unknown feature '{key}'; expected one of {}", known.join(", ")),
+                format!(
+                    "unknown feature '{key}'; expected one of {}",
+                    known.join(", ")
+                ),
             ))
         }
         None => Ok(()),

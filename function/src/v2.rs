@@ -140,9 +140,13 @@ fn parse_requested_outputs(
 fn parse_input(spec: &ModelSpec, i: usize, input: &Value) -> Result<Tensor, ApiError> {
     let field = |k: &str| format!("inputs[{i}].{k}");
     let get = |k: &str| {
-        input
-            .get(k)
-            .ok_or_else(|| bad("missing_field", &field(k), format!("'{}' is missing", field(k))))
+        input.get(k).ok_or_else(|| {
+            bad(
+                "missing_field",
+                &field(k),
+                format!("'{}' is missing", field(k)),
+            )
+        })
     };
     let name = get("name")?
         .as_str()
@@ -152,10 +156,7 @@ fn parse_input(spec: &ModelSpec, i: usize, input: &Value) -> Result<Tensor, ApiE
         bad(
             "unknown_input",
             &field("name"),
-            format!(
-                "model has no input '{name}'; expected {}",
-                known.join(", ")
-            ),
+            format!("model has no input '{name}'; expected {}", known.join(", ")),
         )
     })?;
     let datatype = get("datatype")?.as_str().unwrap_or_default();
@@ -235,25 +236,27 @@ fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>, field: &str) -> Resul
             out.push(value);
             Ok(())
         }
-        _ => Err(bad(
-            "wrong_type",
-            field,
-            "'data' must hold only numbers",
-        )),
+        _ => Err(bad("wrong_type", field, "'data' must hold only numbers")),
     }
 }
 
 fn convert(datatype: DataType, flat: &[&Value], field: &str) -> Result<TensorData, ApiError> {
     let numbers = || flat.iter().map(|v| v.as_f64().unwrap_or(f64::NAN));
     let integers = || {
-        flat.iter()
-            .map(|v| v.as_i64().ok_or_else(|| bad("not_an_integer", field, "integer tensors need integer data")))
+        flat.iter().map(|v| {
+            v.as_i64()
+                .ok_or_else(|| bad("not_an_integer", field, "integer tensors need integer data"))
+        })
     };
     Ok(match datatype {
         DataType::Fp32 => {
             let v: Vec<f32> = numbers().map(|x| x as f32).collect();
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(bad("not_finite", field, "FP32 data must be finite and within FP32 range"));
+                return Err(bad(
+                    "not_finite",
+                    field,
+                    "FP32 data must be finite and within FP32 range",
+                ));
             }
             TensorData::F32(v)
         }
@@ -263,7 +266,8 @@ fn convert(datatype: DataType, flat: &[&Value], field: &str) -> Result<TensorDat
             integers()
                 .map(|r| {
                     r.and_then(|x| {
-                        i32::try_from(x).map_err(|_| bad("out_of_range", field, "INT32 data out of range"))
+                        i32::try_from(x)
+                            .map_err(|_| bad("out_of_range", field, "INT32 data out of range"))
                     })
                 })
                 .collect::<Result<_, _>>()?,

@@ -13,11 +13,19 @@ fn models_dir() -> std::path::PathBuf {
 
 fn cases(model: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(models_dir().join(model).join("1/reference.json")).unwrap();
-    serde_json::from_str::<Value>(&text).unwrap()["cases"].as_array().unwrap().clone()
+    serde_json::from_str::<Value>(&text).unwrap()["cases"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn expected_input(case: &Value) -> Vec<f32> {
-    case["inputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()
+    case["inputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn spec(model: &str) -> ModelSpec {
@@ -43,7 +51,12 @@ fn tabular_preprocessing_builds_the_reference_rows_exactly() {
     for case in cases("credit-risk") {
         let tensor = tabular::to_tensor(tabular, &case["request"]).unwrap();
         assert_eq!(tensor.shape, vec![1, 7]);
-        assert_eq!(tensor.data, TensorData::F32(expected_input(&case)), "{}", case["name"]);
+        assert_eq!(
+            tensor.data,
+            TensorData::F32(expected_input(&case)),
+            "{}",
+            case["name"]
+        );
     }
 }
 
@@ -54,7 +67,9 @@ fn vision_preprocessing_builds_the_reference_tensors() {
     for case in cases("digits") {
         let tensor = vision::to_tensor(vision, &case["request"]).unwrap();
         assert_eq!(tensor.shape, vec![1, 1, 8, 8]);
-        let TensorData::F32(actual) = tensor.data else { panic!("FP32 expected") };
+        let TensorData::F32(actual) = tensor.data else {
+            panic!("FP32 expected")
+        };
         for (a, e) in actual.iter().zip(expected_input(&case)) {
             assert!((a - e).abs() < 1e-6, "{}: {a} vs {e}", case["name"]);
         }
@@ -81,5 +96,7 @@ fn unknown_names_versions_and_traversal_are_404() {
 fn a_spec_with_mismatched_labels_is_refused() {
     let text = std::fs::read_to_string(models_dir().join("digits/1/model.toml")).unwrap();
     let broken = text.replace("\"9\",", "");
-    assert!(ModelSpec::from_toml(&broken).unwrap_err().contains("labels"));
+    assert!(ModelSpec::from_toml(&broken)
+        .unwrap_err()
+        .contains("labels"));
 }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 
 /// Ember's command line.
 #[derive(Parser)]
-#[command(name = "ember", version, about = "Run a model as a serverless WebAssembly function")]
+#[command(
+    name = "ember",
+    version,
+    about = "Run a model as a serverless WebAssembly function"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -15,8 +15,21 @@ struct Case {
     field: &'static str,
 }
 
-fn case(what: &'static str, path: &'static str, body: impl Into<Vec<u8>>, status: u16, field: &'static str) -> Case {
-    Case { what, path, content_type: "application/json", body: body.into(), status, field }
+fn case(
+    what: &'static str,
+    path: &'static str,
+    body: impl Into<Vec<u8>>,
+    status: u16,
+    field: &'static str,
+) -> Case {
+    Case {
+        what,
+        path,
+        content_type: "application/json",
+        body: body.into(),
+        status,
+        field,
+    }
 }
 
 fn credit(overrides: Value) -> Vec<u8> {
@@ -32,7 +45,9 @@ fn credit(overrides: Value) -> Vec<u8> {
 }
 
 fn image(bytes: &[u8]) -> Vec<u8> {
-    json!({ "image": base64::engine::general_purpose::STANDARD.encode(bytes) }).to_string().into_bytes()
+    json!({ "image": base64::engine::general_purpose::STANDARD.encode(bytes) })
+        .to_string()
+        .into_bytes()
 }
 
 fn v2(mutate: impl Fn(&mut Value)) -> Vec<u8> {
@@ -43,51 +58,243 @@ fn v2(mutate: impl Fn(&mut Value)) -> Vec<u8> {
 
 fn cases() -> Vec<Case> {
     let png = base64::engine::general_purpose::STANDARD
-        .decode(reference_cases("digits")[0]["request"]["image"].as_str().unwrap())
+        .decode(
+            reference_cases("digits")[0]["request"]["image"]
+                .as_str()
+                .unwrap(),
+        )
         .unwrap();
     let predict = "/predict";
     let infer = "/v2/models/credit-risk/infer";
     vec![
         case("malformed JSON", predict, r#"{"age": 42,"#, 400, "$"),
         case("empty body", predict, "", 400, "$"),
-        Case { content_type: "text/plain", ..case("wrong content type", predict, credit(json!({})), 415, "content-type") },
-        Case { content_type: "application/x-www-form-urlencoded", ..case("form content type", predict, "age=42", 415, "content-type") },
-        case("missing required feature", predict, credit(json!({"credit_score": null})), 422, "credit_score"),
-        case("extra feature", predict, credit(json!({"zodiac": "leo"})), 422, "zodiac"),
-        case("string for a number", predict, credit(json!({"age": "forty"})), 422, "age"),
-        case("boolean for a number", predict, credit(json!({"income": true})), 422, "income"),
-        case("null feature", predict, credit(json!({"debt_to_income": Value::Array(vec![])})), 422, "debt_to_income"),
-        case("NaN as a string", predict, credit(json!({"age": "NaN"})), 422, "age"),
-        case("NaN literal", predict, r#"{"age": NaN, "income": 52000, "credit_score": 710}"#, 400, "$"),
-        case("infinity in FP32", predict, credit(json!({"loan_amount": 1e39})), 422, "loan_amount"),
-        case("Infinity literal", predict, r#"{"age": 42, "income": Infinity, "credit_score": 710}"#, 400, "$"),
-        case("below minimum", predict, credit(json!({"age": 17})), 422, "age"),
-        case("above maximum", predict, credit(json!({"credit_score": 900})), 422, "credit_score"),
-        case("negative income", predict, credit(json!({"income": -5})), 422, "income"),
-        case("fraction for an integer", predict, credit(json!({"age": 42.5})), 422, "age"),
+        Case {
+            content_type: "text/plain",
+            ..case(
+                "wrong content type",
+                predict,
+                credit(json!({})),
+                415,
+                "content-type",
+            )
+        },
+        Case {
+            content_type: "application/x-www-form-urlencoded",
+            ..case("form content type", predict, "age=42", 415, "content-type")
+        },
+        case(
+            "missing required feature",
+            predict,
+            credit(json!({"credit_score": null})),
+            422,
+            "credit_score",
+        ),
+        case(
+            "extra feature",
+            predict,
+            credit(json!({"zodiac": "leo"})),
+            422,
+            "zodiac",
+        ),
+        case(
+            "string for a number",
+            predict,
+            credit(json!({"age": "forty"})),
+            422,
+            "age",
+        ),
+        case(
+            "boolean for a number",
+            predict,
+            credit(json!({"income": true})),
+            422,
+            "income",
+        ),
+        case(
+            "null feature",
+            predict,
+            credit(json!({"debt_to_income": Value::Array(vec![])})),
+            422,
+            "debt_to_income",
+        ),
+        case(
+            "NaN as a string",
+            predict,
+            credit(json!({"age": "NaN"})),
+            422,
+            "age",
+        ),
+        case(
+            "NaN literal",
+            predict,
+            r#"{"age": NaN, "income": 52000, "credit_score": 710}"#,
+            400,
+            "$",
+        ),
+        case(
+            "infinity in FP32",
+            predict,
+            credit(json!({"loan_amount": 1e39})),
+            422,
+            "loan_amount",
+        ),
+        case(
+            "Infinity literal",
+            predict,
+            r#"{"age": 42, "income": Infinity, "credit_score": 710}"#,
+            400,
+            "$",
+        ),
+        case(
+            "below minimum",
+            predict,
+            credit(json!({"age": 17})),
+            422,
+            "age",
+        ),
+        case(
+            "above maximum",
+            predict,
+            credit(json!({"credit_score": 900})),
+            422,
+            "credit_score",
+        ),
+        case(
+            "negative income",
+            predict,
+            credit(json!({"income": -5})),
+            422,
+            "income",
+        ),
+        case(
+            "fraction for an integer",
+            predict,
+            credit(json!({"age": 42.5})),
+            422,
+            "age",
+        ),
         case("array body", predict, "[42, 52000, 710]", 422, "$"),
-        case("oversized body", predict, vec![b' '; 9 * 1024 * 1024], 413, ""),
-        case("bad base64", "/models/digits/predict", r#"{"image": "%%% not base64 %%%"}"#, 422, "image"),
-        case("bytes that are not an image", "/models/digits/predict", image(b"hello, I am text"), 422, "image"),
-        case("truncated PNG", "/models/digits/predict", image(&png[..png.len() / 2]), 422, "image"),
-        case("image missing", "/models/digits/predict", "{}", 422, "image"),
-        case("image of the wrong type", "/models/digits/predict", r#"{"image": 42}"#, 422, "image"),
-        case("unknown model", "/models/nope/predict", credit(json!({})), 404, "model"),
-        case("unknown version", "/models/credit-risk/versions/7/predict", credit(json!({})), 404, "version"),
-        case("path traversal as a model", "/models/..%2Fhost/predict", credit(json!({})), 404, "model"),
-        case("v2 wrong input name", infer, v2(|i| i["name"] = json!("features")), 400, "inputs[0].name"),
-        case("v2 wrong shape", infer, v2(|i| i["shape"] = json!([1, 6])), 400, "inputs[0].shape"),
-        case("v2 wrong datatype", infer, v2(|i| i["datatype"] = json!("INT64")), 400, "inputs[0].datatype"),
-        case("v2 wrong data length", infer, v2(|i| i["data"] = json!([1.0, 2.0])), 400, "inputs[0].data"),
-        case("v2 non-numeric data", infer, v2(|i| i["data"][3] = json!("x")), 400, "inputs[0].data"),
-        case("v2 FP32 overflow", infer, v2(|i| i["data"][1] = json!(1e300)), 400, "inputs[0].data"),
+        case(
+            "oversized body",
+            predict,
+            vec![b' '; 9 * 1024 * 1024],
+            413,
+            "",
+        ),
+        case(
+            "bad base64",
+            "/models/digits/predict",
+            r#"{"image": "%%% not base64 %%%"}"#,
+            422,
+            "image",
+        ),
+        case(
+            "bytes that are not an image",
+            "/models/digits/predict",
+            image(b"hello, I am text"),
+            422,
+            "image",
+        ),
+        case(
+            "truncated PNG",
+            "/models/digits/predict",
+            image(&png[..png.len() / 2]),
+            422,
+            "image",
+        ),
+        case(
+            "image missing",
+            "/models/digits/predict",
+            "{}",
+            422,
+            "image",
+        ),
+        case(
+            "image of the wrong type",
+            "/models/digits/predict",
+            r#"{"image": 42}"#,
+            422,
+            "image",
+        ),
+        case(
+            "unknown model",
+            "/models/nope/predict",
+            credit(json!({})),
+            404,
+            "model",
+        ),
+        case(
+            "unknown version",
+            "/models/credit-risk/versions/7/predict",
+            credit(json!({})),
+            404,
+            "version",
+        ),
+        case(
+            "path traversal as a model",
+            "/models/..%2Fhost/predict",
+            credit(json!({})),
+            404,
+            "model",
+        ),
+        case(
+            "v2 wrong input name",
+            infer,
+            v2(|i| i["name"] = json!("features")),
+            400,
+            "inputs[0].name",
+        ),
+        case(
+            "v2 wrong shape",
+            infer,
+            v2(|i| i["shape"] = json!([1, 6])),
+            400,
+            "inputs[0].shape",
+        ),
+        case(
+            "v2 wrong datatype",
+            infer,
+            v2(|i| i["datatype"] = json!("INT64")),
+            400,
+            "inputs[0].datatype",
+        ),
+        case(
+            "v2 wrong data length",
+            infer,
+            v2(|i| i["data"] = json!([1.0, 2.0])),
+            400,
+            "inputs[0].data",
+        ),
+        case(
+            "v2 non-numeric data",
+            infer,
+            v2(|i| i["data"][3] = json!("x")),
+            400,
+            "inputs[0].data",
+        ),
+        case(
+            "v2 FP32 overflow",
+            infer,
+            v2(|i| i["data"][1] = json!(1e300)),
+            400,
+            "inputs[0].data",
+        ),
         case("v2 missing inputs", infer, r#"{"id": "x"}"#, 400, "inputs"),
-        case("v2 unknown model", "/v2/models/nope/infer", v2(|_| {}), 404, "model"),
+        case(
+            "v2 unknown model",
+            "/v2/models/nope/infer",
+            v2(|_| {}),
+            404,
+            "model",
+        ),
     ]
 }
 
 fn error_field(body: &Value) -> Option<&str> {
-    body["error"]["field"].as_str().or_else(|| body["field"].as_str())
+    body["error"]["field"]
+        .as_str()
+        .or_else(|| body["field"].as_str())
 }
 
 #[test]
@@ -98,8 +305,14 @@ fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     for c in &cases {
         let (status, body) = server.post(c.path, c.content_type, &c.body);
         assert_eq!(status, c.status, "{}: {body}", c.what);
-        let message = body["error"]["message"].as_str().or_else(|| body["error"].as_str());
-        assert!(message.is_some_and(|m| !m.is_empty()), "{}: no message in {body}", c.what);
+        let message = body["error"]["message"]
+            .as_str()
+            .or_else(|| body["error"].as_str());
+        assert!(
+            message.is_some_and(|m| !m.is_empty()),
+            "{}: no message in {body}",
+            c.what
+        );
         if !c.field.is_empty() {
             assert_eq!(error_field(&body), Some(c.field), "{}: {body}", c.what);
         }

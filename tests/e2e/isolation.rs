@@ -4,7 +4,14 @@
 use crate::support::Server;
 
 fn misbehaving_server() -> Server {
-    Server::start(&["--component", env!("EMBER_MISBEHAVE_WASM"), "--deadline-ms", "500", "--memory-limit-mib", "64"])
+    Server::start(&[
+        "--component",
+        env!("EMBER_MISBEHAVE_WASM"),
+        "--deadline-ms",
+        "500",
+        "--memory-limit-mib",
+        "64",
+    ])
 }
 
 #[test]

@@ -12,14 +12,25 @@ fn reference_cases_match_onnxruntime_through_predict_and_v2_infer() {
     for model in ["credit-risk", "digits"] {
         for case in reference_cases(model) {
             let name = case["name"].as_str().unwrap();
-            let (status, reply) = server.post_json(&format!("/models/{model}/predict"), &case["request"]);
+            let (status, reply) =
+                server.post_json(&format!("/models/{model}/predict"), &case["request"]);
             assert_eq!(status, 200, "{model}/{name}: {reply}");
-            assert_close(&reply["probabilities"], &case["probabilities"], TOLERANCE, name);
+            assert_close(
+                &reply["probabilities"],
+                &case["probabilities"],
+                TOLERANCE,
+                name,
+            );
             assert_eq!(reply["prediction"], case["prediction"], "{model}/{name}");
             assert_eq!(reply["model"], model);
             assert_eq!(reply["model_version"], "1");
             let confidence = reply["confidence"].as_f64().unwrap();
-            let top = case["probabilities"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).fold(0.0, f64::max);
+            let top = case["probabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_f64().unwrap())
+                .fold(0.0, f64::max);
             assert!((confidence - top).abs() <= TOLERANCE, "{name}: confidence");
 
             let request = json!({ "id": name, "inputs": case["inputs"] });
@@ -40,20 +51,36 @@ fn reference_cases_match_onnxruntime_through_predict_and_v2_infer() {
 #[test]
 fn predict_defaults_to_credit_risk_and_answers_the_readme_example() {
     let server = Server::start(&[]);
-    let (status, reply) = server.post_json("/predict", &json!({"age": 42, "income": 52000, "credit_score": 710}));
+    let (status, reply) = server.post_json(
+        "/predict",
+        &json!({"age": 42, "income": 52000, "credit_score": 710}),
+    );
     assert_eq!(status, 200, "{reply}");
-    for field in ["prediction", "confidence", "model_version", "timestamp", "label", "probabilities"] {
+    for field in [
+        "prediction",
+        "confidence",
+        "model_version",
+        "timestamp",
+        "label",
+        "probabilities",
+    ] {
         assert!(!reply[field].is_null(), "missing {field}: {reply}");
     }
     assert_eq!(reply["model"], "credit-risk");
-    let p: f64 = reply["probabilities"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).sum();
+    let p: f64 = reply["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .sum();
     assert!((p - 1.0).abs() < 1e-6);
 }
 
 #[test]
 fn a_larger_jpeg_is_decoded_resized_and_classified() {
     let server = Server::start(&[]);
-    let jpeg = std::fs::read(crate::support::repo_root().join("models/digits/1/sample-7.jpg")).unwrap();
+    let jpeg =
+        std::fs::read(crate::support::repo_root().join("models/digits/1/sample-7.jpg")).unwrap();
     use base64::Engine as _;
     let image = base64::engine::general_purpose::STANDARD.encode(jpeg);
     let (status, reply) = server.post_json("/models/digits/predict", &json!({ "image": image }));
@@ -77,7 +104,8 @@ fn health_metadata_and_pinned_versions_answer() {
     assert_eq!(server.get("/v2/models/digits/versions/1/ready").0, 200);
     assert_eq!(server.get("/v2/models/digits/versions/9/ready").0, 404);
     let case = &reference_cases("credit-risk")[0];
-    let (status, reply) = server.post_json("/models/credit-risk/versions/1/predict", &case["request"]);
+    let (status, reply) =
+        server.post_json("/models/credit-risk/versions/1/predict", &case["request"]);
     assert_eq!(status, 200);
     assert_eq!(reply["model_version"], "1");
 }
@@ -86,7 +114,11 @@ fn health_metadata_and_pinned_versions_answer() {
 fn a_restart_uses_the_cached_compiled_component() {
     let cache = crate::support::scratch_dir("cache");
     let first = Server::start_with_cache(&cache, &[]);
-    assert!(first.logs().contains("compiled=Compiled"), "{}", first.logs());
+    assert!(
+        first.logs().contains("compiled=Compiled"),
+        "{}",
+        first.logs()
+    );
     drop(first);
     let second = Server::start_with_cache(&cache, &[]);
     assert!(second.logs().contains("compiled=Hit"), "{}", second.logs());

@@ -9,7 +9,10 @@ use serde_json::Value;
 
 /// The repository root (tests run with the host package as their directory).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A fresh, empty directory under `target/` for one test.
@@ -58,7 +61,9 @@ impl Server {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let mut line = String::new();
@@ -146,7 +151,11 @@ fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16,
 
 /// The reference cases of one model version: inputs with onnxruntime's outputs.
 pub fn reference_cases(model: &str) -> Vec<Value> {
-    let path = repo_root().join("models").join(model).join("1").join("reference.json");
+    let path = repo_root()
+        .join("models")
+        .join(model)
+        .join("1")
+        .join("reference.json");
     let text = std::fs::read_to_string(path).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     doc["cases"].as_array().unwrap().clone()
@@ -154,11 +163,23 @@ pub fn reference_cases(model: &str) -> Vec<Value> {
 
 /// Asserts two number arrays agree element-wise within `tolerance`.
 pub fn assert_close(actual: &Value, expected: &Value, tolerance: f64, what: &str) {
-    let actual: Vec<f64> = actual.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let expected: Vec<f64> =
-        expected.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let actual: Vec<f64> = actual
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let expected: Vec<f64> = expected
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     assert_eq!(actual.len(), expected.len(), "{what}: length");
     for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
-        assert!((a - e).abs() <= tolerance, "{what}[{i}]: {a} vs onnxruntime {e}");
+        assert!(
+            (a - e).abs() <= tolerance,
+            "{what}[{i}]: {a} vs onnxruntime {e}"
+        );
     }
 }

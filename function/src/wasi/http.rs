@@ -61,22 +61,28 @@ fn header(request: &IncomingRequest, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// Reads the whole body, refusing (413) as soon as it passes [`MAX_BODY_BYTES`].
+/// Reads the whole body, refusing (413) once it passes [`MAX_BODY_BYTES`]. A refused body is
+/// still drained (up to [`MAX_DRAIN_BYTES`]) so the client can read the 413 instead of a broken pipe.
 fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, crate::error::ApiError> {
+    let unreadable =
+        || crate::error::ApiError::bad_request("unreadable_body", "the body could not be read");
     let declared = header(request, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(too_large());
-    }
-    let unreadable = || crate::error::ApiError::bad_request("unreadable_body", "the body could not be read");
     let body: IncomingBody = request.consume().map_err(|_| unreadable())?;
     let stream = body.stream().map_err(|_| unreadable())?;
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(MAX_BODY_BYTES));
+    let mut seen = 0usize;
+    let too_big = declared.is_some_and(|n| n > MAX_BODY_BYTES);
     loop {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => {
-                bytes.extend_from_slice(&chunk);
-                if bytes.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
+                seen += chunk.len();
+                if too_big || seen > MAX_BODY_BYTES {
+                    if seen > MAX_DRAIN_BYTES {
+                        return Err(too_large());
+                    }
+                    bytes = Vec::new();
+                } else {
+                    bytes.extend_from_slice(&chunk);
                 }
             }
             Err(StreamError::Closed) => break,
@@ -85,8 +91,14 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, crate::error::ApiErro
     }
     drop(stream);
     IncomingBody::finish(body);
+    if too_big || seen > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
     Ok(bytes)
 }
+
+/// Most bytes of an oversized body read (and discarded) before answering 413 regardless.
+const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
 fn send(out: ResponseOutparam, response: &Response) {
     let headers = Fields::from_list(&[("content-type".to_string(), b"application/json".to_vec())])

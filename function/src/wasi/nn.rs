@@ -18,7 +18,10 @@ impl Inference for WasiNn {
             errors::ErrorCode::NotFound => ApiError::new(
                 503,
                 "model_not_ready",
-                format!("model '{}' version {} is not loaded", spec.name, spec.version),
+                format!(
+                    "model '{}' version {} is not loaded",
+                    spec.name, spec.version
+                ),
             ),
             _ => failed(&e),
         })?;
@@ -28,7 +31,10 @@ impl Inference for WasiNn {
             .map(|t| {
                 let dims: Vec<u32> = t.shape.iter().map(|d| *d as u32).collect();
                 let ty = tensor_type(t.data.datatype());
-                (t.name, tensor::Tensor::new(&dims, ty, &t.data.to_le_bytes()))
+                (
+                    t.name,
+                    tensor::Tensor::new(&dims, ty, &t.data.to_le_bytes()),
+                )
             })
             .collect();
         let outputs = context.compute(named).map_err(|e| failed(&e))?;
@@ -36,7 +42,8 @@ impl Inference for WasiNn {
             .into_iter()
             .map(|(name, t)| {
                 let datatype = data_type(t.ty()).ok_or_else(unsupported)?;
-                let data = TensorData::from_le_bytes(datatype, &t.data()).ok_or_else(unsupported)?;
+                let data =
+                    TensorData::from_le_bytes(datatype, &t.data()).ok_or_else(unsupported)?;
                 let shape = t.dimensions().iter().map(|d| *d as usize).collect();
                 Ok(Tensor { name, shape, data })
             })
@@ -51,7 +58,10 @@ fn failed(error: &errors::Error) -> ApiError {
 }
 
 fn unsupported() -> ApiError {
-    ApiError::internal("inference_failed", "the model returned an unsupported tensor")
+    ApiError::internal(
+        "inference_failed",
+        "the model returned an unsupported tensor",
+    )
 }
 
 fn tensor_type(datatype: DataType) -> tensor::TensorType {

@@ -45,13 +45,22 @@ const MODELS: [&str; 2] = ["credit-risk", "digits"];
 
 /// Runs every measurement and prints the report.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    println!("ember bench — {} cores", std::thread::available_parallelism()?.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "ember bench — {} cores",
+        std::thread::available_parallelism()?.get()
+    );
     println!("\n## Native floor: tract inference in-process, batch 1 (µs)");
     let mut floors = Vec::new();
     for model in MODELS {
         let floor = native_floor(&args.models, model)?;
-        println!("{model:<12} p50 {:>8.1}   p99 {:>8.1}", floor.p50_us(), floor.p99_us());
+        println!(
+            "{model:<12} p50 {:>8.1}   p99 {:>8.1}",
+            floor.p50_us(),
+            floor.p99_us()
+        );
         floors.push(floor.p50_us());
     }
 
@@ -61,11 +70,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .map(|m| probe(&args.models, &server.1, m))
         .collect::<anyhow::Result<_>>()?;
     println!("\n## Warm end-to-end over loopback HTTP, concurrency 1 (µs)");
-    println!("{:<12} {:>8} {:>8} {:>10} {:>12}", "model", "p50", "p99", "overhead", "e2e/native");
+    println!(
+        "{:<12} {:>8} {:>8} {:>10} {:>12}",
+        "model", "p50", "p99", "overhead", "e2e/native"
+    );
     for ((model, probe), floor) in MODELS.iter().zip(&probes).zip(&floors) {
         runtime.block_on(client::load(probe, 1, Duration::from_secs(1), 200))?;
-        let (samples, _) =
-            runtime.block_on(client::load(probe, 1, Duration::from_secs(60), args.requests))?;
+        let (samples, _) = runtime.block_on(client::load(
+            probe,
+            1,
+            Duration::from_secs(60),
+            args.requests,
+        ))?;
         let p50 = samples.p50_us();
         println!(
             "{model:<12} {p50:>8.1} {:>8.1} {:>10.1} {:>11.1}x",
@@ -76,7 +92,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     println!("target: overhead ≤ 150 µs p50 for credit-risk");
 
-    println!("\n## Throughput (requests/s), {:.0} s per point", args.seconds);
+    println!(
+        "\n## Throughput (requests/s), {:.0} s per point",
+        args.seconds
+    );
     println!("{:<12} {:>10} {:>10} {:>10}", "model", "c=1", "c=8", "c=32");
     for (model, probe) in MODELS.iter().zip(&probes) {
         let mut row = format!("{model:<12}");
@@ -115,7 +134,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 fn reference_case(models: &Path, model: &str) -> anyhow::Result<Value> {
     let path = models.join(model).join("1").join("reference.json");
-    let doc: Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| path.display().to_string())?)?;
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| path.display().to_string())?)?;
     Ok(doc["cases"][0].clone())
 }
 
@@ -139,7 +159,12 @@ fn native_floor(models: &Path, model: &str) -> anyhow::Result<Samples> {
             .into_iter()
             .flatten()
             .map(|input| {
-                let dims = input["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as u32).collect();
+                let dims = input["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as u32)
+                    .collect();
                 let data = input["data"]
                     .as_array()
                     .unwrap()

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tract_onnx::prelude::{
-    DatumType, Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue, Tensor as TractTensor,
-    TypedRunnableModel,
+    DatumType, Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue,
+    Tensor as TractTensor, TypedRunnableModel,
 };
 use wasmtime_wasi_nn::backend::{
     BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
@@ -26,7 +26,11 @@ impl BackendInner for TractBackend {
         GraphEncoding::Onnx
     }
 
-    fn load(&mut self, builders: &[&[u8]], _target: ExecutionTarget) -> Result<Graph, BackendError> {
+    fn load(
+        &mut self,
+        builders: &[&[u8]],
+        _target: ExecutionTarget,
+    ) -> Result<Graph, BackendError> {
         let [bytes] = builders else {
             return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
         };
@@ -40,7 +44,11 @@ impl BackendInner for TractBackend {
 }
 
 impl BackendFromDir for TractBackend {
-    fn load_from_dir(&mut self, dir: &Path, target: ExecutionTarget) -> Result<Graph, BackendError> {
+    fn load_from_dir(
+        &mut self,
+        dir: &Path,
+        target: ExecutionTarget,
+    ) -> Result<Graph, BackendError> {
         let bytes = std::fs::read(dir.join("model.onnx")).map_err(wasmtime::Error::from)?;
         self.load(&[&bytes], target)
     }
@@ -126,7 +134,8 @@ impl BackendGraph for TractGraph {
             graph: self.0.clone(),
             inputs: Vec::new(),
             outputs: Vec::new(),
-        }) as Box<dyn BackendExecutionContext>))
+        })
+            as Box<dyn BackendExecutionContext>))
     }
 }
 
@@ -233,7 +242,12 @@ mod tests {
     use serde_json::Value;
 
     fn tensor_of(value: &Value) -> Tensor {
-        let dims = value["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as u32).collect();
+        let dims = value["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as u32)
+            .collect();
         let data = value["data"]
             .as_array()
             .unwrap()
@@ -246,20 +260,33 @@ mod tests {
     #[test]
     fn bundled_models_match_their_onnxruntime_reference_outputs() {
         for model in ["credit-risk", "digits"] {
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(model).join("1");
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../models")
+                .join(model)
+                .join("1");
             let plan = TractPlan::parse(&std::fs::read(dir.join("model.onnx")).unwrap()).unwrap();
             let reference: Value =
-                serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+                serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap())
+                    .unwrap();
             for case in reference["cases"].as_array().unwrap() {
                 let input = &case["inputs"][0];
                 let outputs = plan
-                    .run(vec![NamedTensor { name: input["name"].as_str().unwrap().into(), tensor: tensor_of(input) }])
+                    .run(vec![NamedTensor {
+                        name: input["name"].as_str().unwrap().into(),
+                        tensor: tensor_of(input),
+                    }])
                     .unwrap();
                 let expected = tensor_of(&case["outputs"][0]);
-                assert_eq!(outputs[0].name, case["outputs"][0]["name"].as_str().unwrap());
+                assert_eq!(
+                    outputs[0].name,
+                    case["outputs"][0]["name"].as_str().unwrap()
+                );
                 assert_eq!(outputs[0].tensor.dimensions, expected.dimensions);
                 let floats = |t: &Tensor| -> Vec<f32> {
-                    t.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+                    t.data
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect()
                 };
                 for (a, e) in floats(&outputs[0].tensor).iter().zip(floats(&expected)) {
                     assert!((a - e).abs() < 1e-4, "{model} {}: {a} vs {e}", case["name"]);
@@ -270,12 +297,23 @@ mod tests {
 
     #[test]
     fn a_batch_of_several_rows_runs_through_the_symbolic_batch_dimension() {
-        let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/credit-risk/1/model.onnx")).unwrap();
+        let bytes = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/credit-risk/1/model.onnx"),
+        )
+        .unwrap();
         let plan = TractPlan::parse(&bytes).unwrap();
         let row = [42f32, 52000.0, 710.0, 0.3, 15000.0, 5.0, 0.0];
-        let data: Vec<u8> = row.iter().chain(&row).chain(&row).flat_map(|x| x.to_le_bytes()).collect();
+        let data: Vec<u8> = row
+            .iter()
+            .chain(&row)
+            .chain(&row)
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
         let out = plan
-            .run(vec![NamedTensor { name: "input".into(), tensor: Tensor::new(vec![3, 7], TensorType::Fp32, data) }])
+            .run(vec![NamedTensor {
+                name: "input".into(),
+                tensor: Tensor::new(vec![3, 7], TensorType::Fp32, data),
+            }])
             .unwrap();
         assert_eq!(out[0].tensor.dimensions, vec![3, 2]);
     }

@@ -32,13 +32,17 @@ pub fn load_component(
         // compatibility hash (it is in the file name), and the cache directory is Ember's own.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => return Ok((component, CacheOutcome::Hit)),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component")
+            }
         }
     }
     let compiled = engine.precompile_component(&bytes)?;
     std::fs::create_dir_all(cache_dir)
         .with_context(|| format!("creating {}", cache_dir.display()))?;
-    let partial = path.with_extension("partial");
+    // A private temporary name, then an atomic rename: concurrent starts never see (or mmap) a
+    // file that another process is still writing.
+    let partial = path.with_extension(format!("{}.partial", std::process::id()));
     std::fs::write(&partial, &compiled)?;
     std::fs::rename(&partial, &path)?;
     // SAFETY: these bytes were just produced by `precompile_component` on this engine.

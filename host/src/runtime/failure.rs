@@ -39,7 +39,11 @@ impl Failure {
     /// Status, code and message for the client.
     pub fn describe(&self) -> (u16, &'static str, &'static str) {
         match self {
-            Failure::Deadline => (504, "deadline_exceeded", "the function ran past its deadline"),
+            Failure::Deadline => (
+                504,
+                "deadline_exceeded",
+                "the function ran past its deadline",
+            ),
             Failure::MemoryLimit => (
                 500,
                 "memory_limit_exceeded",
@@ -57,7 +61,9 @@ impl Failure {
     pub fn response(self) -> HostResponse {
         let (status, code, message) = self.describe();
         match &self {
-            Failure::Trap(e) | Failure::Host(e) => tracing::warn!(code, error = ?e, "invocation failed"),
+            Failure::Trap(e) | Failure::Host(e) => {
+                tracing::warn!(code, error = ?e, "invocation failed")
+            }
             Failure::GuestError(e) => tracing::warn!(code, error = %e, "invocation failed"),
             _ => tracing::warn!(code, "invocation failed"),
         }
@@ -74,6 +80,10 @@ pub fn json_response(status: u16, body: serde_json::Value) -> HostResponse {
     hyper::Response::builder()
         .status(status)
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(bytes).map_err(|never| match never {}).boxed_unsync())
+        .body(
+            Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
         .expect("static response parts are valid")
 }

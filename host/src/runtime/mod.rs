@@ -70,8 +70,9 @@ impl Runtime {
             max_instances: config.max_instances,
             memory_limit: config.memory_limit,
         })?;
-        let (component, cache) = cache::load_component(&engine, &config.component, &config.cache_dir)
-            .with_context(|| format!("loading component {}", config.component.display()))?;
+        let (component, cache) =
+            cache::load_component(&engine, &config.component, &config.cache_dir)
+                .with_context(|| format!("loading component {}", config.component.display()))?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
