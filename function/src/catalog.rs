@@ -1,4 +1,5 @@
-//! Finding model versions: `<root>/<name>/<version>/model.toml`, read from a (preopened) directory.
+//! Finding model versions: `<root>/<name>/<version>/model.json` (the request-time twin of
+//! `model.toml`), read from a (preopened) directory.
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +23,7 @@ pub trait Catalog {
     fn models(&self) -> Vec<ModelVersions>;
 }
 
-/// A catalog over a models directory laid out as `<name>/<version>/model.toml`.
+/// A catalog over a models directory laid out as `<name>/<version>/model.{toml,json}`.
 #[derive(Debug, Clone)]
 pub struct DirCatalog {
     root: PathBuf,
@@ -34,7 +35,7 @@ impl DirCatalog {
         Self { root: root.into() }
     }
 
-    /// The folder holding one version's files (`model.toml`, `model.onnx`).
+    /// The folder holding one version's files (`model.toml`, `model.json`, `model.onnx`).
     pub fn version_path(&self, name: &str, version: &str) -> PathBuf {
         self.root.join(name).join(version)
     }
@@ -49,13 +50,16 @@ impl DirCatalog {
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| e.path().join("model.toml").is_file())
+            .filter(|e| e.path().join(SPEC_FILE).is_file())
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
             .collect();
         versions.sort_unstable();
         versions.iter().map(u64::to_string).collect()
     }
 }
+
+/// The spec file the catalog reads per version.
+pub const SPEC_FILE: &str = "model.json";
 
 /// Model names are lowercase ASCII words with `-`, `_` or `.`; they never form a path.
 pub fn is_valid_name(name: &str) -> bool {
@@ -95,8 +99,8 @@ impl Catalog for DirCatalog {
             }
             None => self.versions_of(name).pop().ok_or_else(unknown_model)?,
         };
-        let path = self.root.join(name).join(&version).join("model.toml");
-        let text = std::fs::read_to_string(&path).map_err(|_| {
+        let path = self.root.join(name).join(&version).join(SPEC_FILE);
+        let text = std::fs::read(&path).map_err(|_| {
             if self.root.join(name).is_dir() {
                 ApiError::not_found(
                     "unknown_version",
@@ -107,7 +111,7 @@ impl Catalog for DirCatalog {
                 unknown_model()
             }
         })?;
-        ModelSpec::from_toml(&text).map_err(|_| {
+        ModelSpec::from_json(&text).map_err(|_| {
             ApiError::new(
                 503,
                 "model_not_ready",

@@ -1,4 +1,6 @@
-//! `model.toml`: the single source of truth for a model version (see DESIGN.md).
+//! `model.toml`: the single source of truth for a model version (see DESIGN.md), and its
+//! `model.json` twin without the drift baseline, which the function parses on every request
+//! (a fresh instance per request; JSON parses about six times faster than TOML).
 
 use serde::{Deserialize, Serialize};
 
@@ -166,6 +168,13 @@ impl ModelSpec {
     /// Parses and checks a `model.toml`.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let spec: ModelSpec = toml::from_str(text).map_err(|e| e.to_string())?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// Parses and checks a `model.json` (the request-time twin of `model.toml`).
+    pub fn from_json(text: &[u8]) -> Result<Self, String> {
+        let spec: ModelSpec = serde_json::from_slice(text).map_err(|e| e.to_string())?;
         spec.check()?;
         Ok(spec)
     }

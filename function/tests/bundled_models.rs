@@ -45,6 +45,21 @@ fn the_catalog_lists_every_bundled_model_and_its_specs_check() {
 }
 
 #[test]
+fn every_model_json_is_its_model_toml_without_the_baseline() {
+    for model in ["credit-risk", "digits"] {
+        let dir = models_dir().join(model).join("1");
+        let toml_text = std::fs::read_to_string(dir.join("model.toml")).unwrap();
+        let from_toml = ModelSpec::from_toml(&toml_text).unwrap();
+        let from_json = ModelSpec::from_json(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&from_toml).unwrap(),
+            serde_json::to_value(&from_json).unwrap(),
+            "{model}: model.json is stale; run scripts/make-models"
+        );
+    }
+}
+
+#[test]
 fn tabular_preprocessing_builds_the_reference_rows_exactly() {
     let spec = spec("credit-risk");
     let tabular = spec.tabular.as_ref().unwrap();

@@ -14,7 +14,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from common import finish_onnx, quantiles, session, version_dir, write_reference, write_toml
+from common import finish_onnx, quantiles, session, version_dir, write_reference, write_spec
 
 SEED = 7
 ROWS = 20_000
@@ -134,7 +134,7 @@ def main() -> None:
                           "quantiles": quantiles(x_train[:, i])} for i, f in enumerate(FEATURES)],
         },
     }
-    write_toml(os.path.join(out, "model.toml"), doc)
+    write_spec(out, doc)
 
     # Reference cases: human-level inputs (optional features sometimes omitted → defaults), the tensor
     # the function must build from them, and onnxruntime's output for that tensor.

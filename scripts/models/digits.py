@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from common import finish_onnx, quantiles, session, softmax, version_dir, write_reference, write_toml
+from common import finish_onnx, quantiles, session, softmax, version_dir, write_reference, write_spec
 
 SEED = 11
 EPOCHS = 40
@@ -108,7 +108,7 @@ def main() -> None:
                           "quantiles": quantiles(x_train.mean(axis=(1, 2)))}],
         },
     }
-    write_toml(os.path.join(out, "model.toml"), doc)
+    write_spec(out, doc)
 
     # Reference cases: an 8x8 PNG per digit; the tensor is computed from the PNG's own bytes exactly as
     # the function preprocesses it (pixel/255, then (x - mean) / std), then run through onnxruntime.

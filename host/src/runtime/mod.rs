@@ -119,11 +119,15 @@ impl Runtime {
         let task = tokio::spawn(async move {
             let _permit = permit;
             let result = async {
+                let t0 = Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
-                proxy
+                let t1 = Instant::now();
+                let r = proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)
-                    .await
+                    .await;
+                tracing::debug!(inst_us = (t1 - t0).as_micros() as u64, call_us = t1.elapsed().as_micros() as u64, "TIMING");
+                r
             }
             .await;
             (result, store.data().limiter.exceeded)
@@ -147,6 +151,9 @@ impl Runtime {
 
     fn store(&self, started: Instant) -> wasmtime::Result<Store<HostState>> {
         let mut wasi = WasiCtx::builder();
+        // Model specs are small local files: reading them on the calling thread is far cheaper
+        // than a `spawn_blocking` round trip per filesystem call.
+        wasi.allow_blocking_current_thread(true);
         wasi.preopened_dir(&self.config.models, GUEST_MODELS_DIR, FsPerms::ReadOnly)?;
         for (key, value) in &self.config.env {
             wasi.env(key, value);
