@@ -101,7 +101,7 @@ impl TensorData {
 
     /// Reads little-endian bytes of the given type; `None` if the length is not a multiple.
     pub fn from_le_bytes(datatype: DataType, bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % datatype.size() != 0 {
+        if !bytes.len().is_multiple_of(datatype.size()) {
             return None;
         }
         let chunks = |n: usize| bytes.chunks_exact(n);

@@ -50,7 +50,8 @@ fn every_model_json_is_its_model_toml_without_the_baseline() {
         let dir = models_dir().join(model).join("1");
         let toml_text = std::fs::read_to_string(dir.join("model.toml")).unwrap();
         let from_toml = ModelSpec::from_toml(&toml_text).unwrap();
-        let from_json = ModelSpec::from_json(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+        let from_json =
+            ModelSpec::from_json(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
         assert_eq!(
             serde_json::to_value(&from_toml).unwrap(),
             serde_json::to_value(&from_json).unwrap(),

@@ -8,6 +8,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// How often the epoch advances: the granularity of deadlines and of time slices.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Bytes of each linear memory, table and async stack kept resident between instances.
+const KEEP_RESIDENT: usize = 64 << 10;
+
 /// Limits that shape the engine.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineLimits {
@@ -28,7 +31,13 @@ pub fn build(limits: EngineLimits) -> wasmtime::Result<Engine> {
         .total_stacks(n)
         // The ResourceLimiter enforces `memory_limit` (and reports it); the pool allows headroom
         // so the limiter, not the pool, is what refuses growth.
-        .max_memory_size(limits.memory_limit.saturating_mul(2));
+        .max_memory_size(limits.memory_limit.saturating_mul(2))
+        // Reused slots keep their first pages resident (reset with memset, not madvise), so a
+        // warm instance does not page-fault its stack and heap back in on every request.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .async_stack_keep_resident(KEEP_RESIDENT)
+        .decommit_batch_size(32);
     let mut config = Config::new();
     config
         .epoch_interruption(true)

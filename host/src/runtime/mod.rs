@@ -119,15 +119,19 @@ impl Runtime {
         let task = tokio::spawn(async move {
             let _permit = permit;
             let result = async {
-                let t0 = Instant::now();
+                let instantiating = Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
-                let t1 = Instant::now();
-                let r = proxy
+                let calling = Instant::now();
+                let result = proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)
                     .await;
-                tracing::debug!(inst_us = (t1 - t0).as_micros() as u64, call_us = t1.elapsed().as_micros() as u64, "TIMING");
-                r
+                tracing::debug!(
+                    instantiate_us = (calling - instantiating).as_micros() as u64,
+                    call_us = calling.elapsed().as_micros() as u64,
+                    "invocation finished"
+                );
+                result
             }
             .await;
             (result, store.data().limiter.exceeded)
