@@ -102,13 +102,15 @@ def main() -> None:
     if drift > 1e-5:
         raise SystemExit(f"onnx export disagrees with scikit-learn by {drift}")
 
-    medians = np.median(x_train, axis=0)
+    # Defaults for optional features: training medians, rounded so every JSON/TOML parser reads
+    # the same double.
+    medians = [round(float(m), 6) for m in np.median(x_train, axis=0)]
     features = []
     for i, (name, ftype, lo, hi, required, unit, description) in enumerate(FEATURES):
         feature = {"name": name, "type": ftype, "min": lo, "max": hi, "required": required,
                    "unit": unit, "description": description}
         if not required:
-            feature["default"] = float(medians[i])
+            feature["default"] = medians[i]
         features.append(feature)
 
     doc = {
