@@ -35,18 +35,33 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
-/// A reply: status and JSON body.
+/// A reply: status, JSON body and the model version that answered (sent as the
+/// `ember-model` / `ember-model-version` headers, which hosts use to attribute usage).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     /// HTTP status.
     pub status: u16,
     /// JSON body.
     pub body: Value,
+    /// `(model, version)` when a model version was resolved.
+    pub model: Option<(String, String)>,
 }
 
 impl Response {
     fn ok(body: Value) -> Self {
-        Self { status: 200, body }
+        Self {
+            status: 200,
+            body,
+            model: None,
+        }
+    }
+
+    fn from_model(spec: &ModelSpec, body: Value) -> Self {
+        Self {
+            status: 200,
+            body,
+            model: Some((spec.name.clone(), spec.version.clone())),
+        }
     }
 
     /// The contract's error reply.
@@ -54,6 +69,7 @@ impl Response {
         Self {
             status: error.status,
             body: error.to_json(),
+            model: None,
         }
     }
 
@@ -68,6 +84,7 @@ pub struct App<C, I> {
     catalog: C,
     inference: I,
     default_model: String,
+    resolved: std::cell::Cell<Option<(String, String)>>,
 }
 
 impl<C: Catalog, I: Inference> App<C, I> {
@@ -77,22 +94,36 @@ impl<C: Catalog, I: Inference> App<C, I> {
             catalog,
             inference,
             default_model: default_model.into(),
+            resolved: std::cell::Cell::new(None),
         }
     }
 
-    /// Answers one request; every failure becomes a JSON error reply.
+    /// Answers one request; every failure becomes a JSON error reply. Replies name the model
+    /// version they resolved, errors included, so hosts can attribute them.
     pub fn handle(&self, request: &Request) -> Response {
         let path = request.path.split('?').next().unwrap_or_default();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let is_v2 = segments.first() == Some(&"v2");
         match self.route(request, &segments) {
             Ok(response) => response,
-            Err(error) if is_v2 => Response {
+            Err(error) => Response {
                 status: error.status,
-                body: error.to_v2_json(),
+                body: if is_v2 {
+                    error.to_v2_json()
+                } else {
+                    error.to_json()
+                },
+                model: self.resolved.take(),
             },
-            Err(error) => Response::error(&error),
         }
+    }
+
+    /// Looks a model version up and remembers it for the reply's attribution.
+    fn spec(&self, name: &str, version: Option<&str>) -> Result<ModelSpec, ApiError> {
+        let spec = self.catalog.spec(name, version)?;
+        self.resolved
+            .set(Some((spec.name.clone(), spec.version.clone())));
+        Ok(spec)
     }
 
     fn route(&self, request: &Request, segments: &[&str]) -> Result<Response, ApiError> {
@@ -135,7 +166,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
         name: &str,
         version: Option<&str>,
     ) -> Result<Response, ApiError> {
-        let spec = self.catalog.spec(name, version)?;
+        let spec = self.spec(name, version)?;
         let body = json_body(request)?;
         let input = match (&spec.tabular, &spec.vision) {
             (Some(tabular), _) => tabular::to_tensor(tabular, &body)?,
@@ -150,20 +181,23 @@ impl<C: Catalog, I: Inference> App<C, I> {
         };
         let outputs = self.inference.infer(&spec, vec![input])?;
         let result = classify(&spec, &outputs)?;
-        Ok(Response::ok(json!({
-            "model": spec.name,
-            "model_version": spec.version,
-            "prediction": result.prediction,
-            "label": result.label,
-            "confidence": result.confidence,
-            "probabilities": result.probabilities,
-            "labels": spec.labels,
-            "timestamp": crate::clock::now_rfc3339(),
-        })))
+        Ok(Response::from_model(
+            &spec,
+            json!({
+                "model": spec.name,
+                "model_version": spec.version,
+                "prediction": result.prediction,
+                "label": result.label,
+                "confidence": result.confidence,
+                "probabilities": result.probabilities,
+                "labels": spec.labels,
+                "timestamp": crate::clock::now_rfc3339(),
+            }),
+        ))
     }
 
     fn metadata(&self, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
-        let spec = self.catalog.spec(name, version)?;
+        let spec = self.spec(name, version)?;
         let versions = self
             .catalog
             .models()
@@ -177,7 +211,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
     }
 
     fn ready(&self, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
-        self.catalog.spec(name, version)?;
+        self.spec(name, version)?;
         Ok(Response::ok(json!({})))
     }
 
@@ -187,11 +221,14 @@ impl<C: Catalog, I: Inference> App<C, I> {
         name: &str,
         version: Option<&str>,
     ) -> Result<Response, ApiError> {
-        let spec = self.catalog.spec(name, version)?;
+        let spec = self.spec(name, version)?;
         let body = json_body(request)?;
         let infer = v2::parse_infer(&spec, &body)?;
         let outputs = self.inference.infer(&spec, infer.inputs.clone())?;
-        Ok(Response::ok(v2::infer_response(&spec, &infer, &outputs)))
+        Ok(Response::from_model(
+            &spec,
+            v2::infer_response(&spec, &infer, &outputs),
+        ))
     }
 }
 

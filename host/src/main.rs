@@ -1,9 +1,11 @@
 //! `ember`: run a model as a serverless WebAssembly function.
 
 mod bench;
+mod metering;
 mod nn;
 mod runtime;
 mod server;
+mod stats;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,8 @@ enum Command {
     Up(up::UpArgs),
     /// Measure native inference, end-to-end latency, throughput and cold start.
     Bench(bench::BenchArgs),
+    /// Summarize the usage ledger: counts, errors, cost, latency percentiles.
+    Usage(metering::usage::UsageArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +44,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => up::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Usage(args) => metering::usage::run(args),
     }
 }

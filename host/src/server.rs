@@ -1,27 +1,155 @@
-//! The HTTP front: accepts loopback or network connections (HTTP/1.1, keep-alive) and hands each
-//! request to the runtime.
+//! The HTTP front: accepts connections (HTTP/1.1, keep-alive), serves the host's own endpoints
+//! under the reserved `/-/` prefix, and runs everything else through the function, metering each
+//! invocation before its reply leaves.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::runtime::Runtime;
+use crate::metering::ledger::Ledger;
+use crate::metering::metrics::Metrics;
+use crate::metering::prices::PriceTable;
+use crate::metering::UsageRecord;
+use crate::runtime::{json_response, Runtime};
 
-/// Serves `runtime` on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, runtime: Arc<Runtime>) -> anyhow::Result<()> {
+/// The prefix of host endpoints; function routes never start with it.
+pub const HOST_PREFIX: &str = "/-/";
+
+/// Everything the front needs to serve and meter.
+pub struct Host {
+    /// The function runtime.
+    pub runtime: Runtime,
+    /// Name of the function, as recorded in the ledger.
+    pub function: String,
+    /// Where usage records go; `None` serves without a ledger (no cost headers).
+    pub ledger: Option<Ledger>,
+    /// Prices for the cost of each invocation.
+    pub prices: PriceTable,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Milliseconds since `epoch` at the last request's arrival (for idle exit).
+    pub last_request_ms: AtomicU64,
+    /// When the host started.
+    pub epoch: Instant,
+}
+
+impl Host {
+    /// Milliseconds since the last request arrived (or since start).
+    pub fn idle_ms(&self) -> u64 {
+        (self.epoch.elapsed().as_millis() as u64)
+            .saturating_sub(self.last_request_ms.load(Ordering::Relaxed))
+    }
+
+    async fn handle(&self, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+        self.last_request_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let path = request.uri().path().to_string();
+        let response = if let Some(endpoint) = path.strip_prefix(HOST_PREFIX) {
+            self.host_endpoint(endpoint)
+        } else {
+            self.invoke(request, path).await
+        };
+        response.map(Full::new)
+    }
+
+    fn host_endpoint(&self, endpoint: &str) -> hyper::Response<Bytes> {
+        match endpoint {
+            "metrics" => hyper::Response::builder()
+                .header(
+                    hyper::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+                .body(Bytes::from(self.metrics.render(
+                    self.runtime.graphs().loaded_count(),
+                    self.runtime.active(),
+                )))
+                .expect("static response parts are valid"),
+            "health" => json_response(
+                200,
+                serde_json::json!({
+                    "status": "ok",
+                    "graphs": self.runtime.graphs().names(),
+                    "graphs_loaded": self.runtime.graphs().loaded_count(),
+                    "ledger": self.ledger.as_ref().map(|l| l.path().display().to_string()),
+                }),
+            ),
+            _ => json_response(
+                404,
+                serde_json::json!({"error": {"code": "no_route", "message": "no such host endpoint"}}),
+            ),
+        }
+    }
+
+    async fn invoke(
+        &self,
+        request: hyper::Request<Incoming>,
+        route: String,
+    ) -> hyper::Response<Bytes> {
+        let started_at_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or_default();
+        let method = request.method().to_string();
+        let invocation = self.runtime.invoke(request).await;
+        let id = uuid::Uuid::now_v7().to_string();
+        let record = UsageRecord::new(
+            id,
+            started_at_us,
+            &self.function,
+            &method,
+            &route,
+            &invocation.stats,
+            &self.prices,
+        );
+        self.metrics.observe(&record);
+        let mut response = invocation.response;
+        if let Some(ledger) = &self.ledger {
+            let cost = format!("{:.12} {}", record.cost, self.prices.currency);
+            let (id, wall_us) = (record.id.clone(), record.wall_us);
+            if let Err(error) = ledger.commit(record).await {
+                // A reply is only sent once its record is durable: nothing billed is lost.
+                tracing::error!(%error, "usage record not stored; refusing the reply");
+                return json_response(
+                    503,
+                    serde_json::json!({"error": {"code": "metering_unavailable",
+                        "message": "the usage ledger is unavailable; retry"}}),
+                );
+            }
+            let headers = response.headers_mut();
+            for (name, value) in [
+                ("ember-invocation-id", id),
+                ("ember-cost", cost),
+                ("ember-duration-us", wall_us.to_string()),
+            ] {
+                if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
+                    headers.insert(name, value);
+                }
+            }
+        }
+        response
+    }
+}
+
+/// Serves `host` on `listener` until the future is dropped.
+pub async fn serve(listener: TcpListener, host: Arc<Host>) -> anyhow::Result<()> {
     loop {
         let (stream, peer) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let runtime = runtime.clone();
+        let host = host.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let runtime = runtime.clone();
-                async move { Ok::<_, Infallible>(runtime.handle(request).await) }
+                let host = host.clone();
+                async move { Ok::<_, Infallible>(host.handle(request).await) }
             });
             if let Err(error) = http1::Builder::new()
                 .keep_alive(true)

@@ -1,17 +1,23 @@
-//! `ember up`: load the models and the function, then serve HTTP.
+//! `ember up`: load the function, then serve HTTP; graphs load on first use and unload when idle,
+//! and the process can exit when idle (scale to zero).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use ember_function::catalog::DirCatalog;
 
-use crate::nn::registry::SharedGraphs;
+use crate::metering::ledger::Ledger;
+use crate::metering::metrics::Metrics;
+use crate::metering::prices::PriceTable;
+use crate::nn::registry::GraphStore;
 use crate::nn::tract::TractBackend;
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::server::Host;
 
 /// Options of `ember up`.
 #[derive(clap::Args, Debug, Clone)]
@@ -43,6 +49,24 @@ pub struct UpArgs {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// The usage ledger (SQLite).
+    #[arg(long, default_value = ".ember/usage.db")]
+    pub ledger: PathBuf,
+    /// Price table (TOML); the built-in one is in README ("Metering").
+    #[arg(long)]
+    pub prices: Option<PathBuf>,
+    /// Serve without metering: no fuel counting, no ledger, no cost headers (for comparison).
+    #[arg(long)]
+    pub no_metering: bool,
+    /// Unload a model's graph after this many seconds without use (reloaded on next use).
+    #[arg(long, default_value_t = 300.0)]
+    pub idle_unload: f64,
+    /// Exit cleanly after this many seconds without requests (scale to zero).
+    #[arg(long)]
+    pub idle_exit: Option<f64>,
+    /// Load every graph at start instead of on first use.
+    #[arg(long)]
+    pub preload: bool,
 }
 
 /// Starts the server and runs until interrupted.
@@ -57,8 +81,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 
 async fn serve(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let catalog = DirCatalog::new(&args.models);
-    let graphs = SharedGraphs::load(&catalog, &mut TractBackend)
-        .with_context(|| format!("loading models from {}", args.models.display()))?;
+    let graphs = Arc::new(GraphStore::new(&catalog, Box::new(TractBackend)));
+    if args.preload {
+        graphs
+            .load_all()
+            .with_context(|| format!("loading models from {}", args.models.display()))?;
+    }
     let config = RuntimeConfig {
         component: args.component.clone(),
         models: args.models.clone(),
@@ -67,27 +95,83 @@ async fn serve(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         memory_limit: args.memory_limit_mib * 1024 * 1024,
         max_instances: args.max_instances,
         env: vec![("EMBER_DEFAULT_MODEL".into(), args.default_model.clone())],
+        fuel: !args.no_metering,
     };
     let runtime = Runtime::new(config, graphs.clone())?;
+    let host = Arc::new(Host {
+        runtime,
+        function: args
+            .component
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        ledger: (!args.no_metering)
+            .then(|| Ledger::open(&args.ledger))
+            .transpose()?,
+        prices: args
+            .prices
+            .as_deref()
+            .map(PriceTable::load)
+            .transpose()?
+            .unwrap_or_default(),
+        metrics: Metrics::default(),
+        last_request_ms: AtomicU64::new(0),
+        epoch: Instant::now(),
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(
-        models = ?graphs.names(),
+        graphs = ?graphs.names(),
         component = %args.component.display(),
-        compiled = ?runtime.cache,
+        compiled = ?host.runtime.cache,
+        metering = !args.no_metering,
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         "ready"
     );
     // The first stdout line is the contract with scripts and tests that start `ember up`.
     println!("ember listening on http://{address}");
     std::io::stdout().flush()?;
-    tokio::select! {
-        result = crate::server::serve(listener, Arc::new(runtime)) => result,
+    let idle_unload = Duration::from_secs_f64(args.idle_unload);
+    let result = tokio::select! {
+        result = crate::server::serve(listener, host.clone()) => result,
+        _ = unload_idle_graphs(&graphs, idle_unload) => Ok(()),
+        _ = idle_exit(&host, args.idle_exit) => {
+            tracing::info!("idle: exiting (scale to zero)");
+            Ok(())
+        }
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())
+        }
+    };
+    // Dropping the host flushes the ledger's queued records.
+    drop(host);
+    result
+}
+
+/// Evicts graphs idle longer than `idle`, forever.
+async fn unload_idle_graphs(graphs: &GraphStore, idle: Duration) {
+    let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
+        tokio::time::sleep(period).await;
+        for graph in graphs.evict_idle(idle) {
+            tracing::info!(%graph, "graph unloaded (idle)");
+        }
+    }
+}
+
+/// Resolves once no request has arrived for `seconds` and none is running; never without a limit.
+async fn idle_exit(host: &Host, seconds: Option<f64>) {
+    let Some(seconds) = seconds else {
+        return std::future::pending().await;
+    };
+    let limit_ms = (seconds * 1e3) as u64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if host.idle_ms() >= limit_ms && host.runtime.active() == 0 {
+            return;
         }
     }
 }

@@ -4,5 +4,7 @@
 mod bad_requests;
 mod concurrency;
 mod isolation;
+mod metering;
 mod reference;
+mod scale_to_zero;
 mod support;

@@ -15,12 +15,14 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A fresh, empty directory under `target/` for one test.
+/// A fresh, empty directory under `target/` for one test (unique within this test run).
 pub fn scratch_dir(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = repo_root()
         .join("target")
         .join("e2e")
-        .join(format!("{name}-{}", std::process::id()));
+        .join(format!("{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -46,6 +48,14 @@ impl Server {
             .current_dir(repo_root())
             .args(["up", "--listen", "127.0.0.1:0", "--cache-dir"])
             .arg(cache)
+            .args(if extra.contains(&"--ledger") {
+                vec![]
+            } else {
+                vec![
+                    "--ledger".to_string(),
+                    scratch_dir("ledger").join("usage.db").display().to_string(),
+                ]
+            })
             .args(extra)
             .env("EMBER_LOG", "info")
             .stdout(Stdio::piped())
@@ -111,12 +121,88 @@ impl Server {
 
     /// `POST path` with raw bytes and a content type.
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
-        reply(
+        let reply = self.post_full(path, content_type, body);
+        (reply.status, reply.body)
+    }
+
+    /// `POST path` with a JSON body, keeping the reply's headers.
+    pub fn post_json_full(&self, path: &str, body: &Value) -> Reply {
+        self.post_full(path, "application/json", body.to_string().as_bytes())
+    }
+
+    fn post_full(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        full_reply(
             agent()
                 .post(format!("{}{path}", self.base))
                 .header("content-type", content_type)
                 .send(body),
         )
+    }
+
+    /// `GET path` → status and raw text (for non-JSON endpoints such as `/-/metrics`).
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        let mut response = agent()
+            .get(format!("{}{path}", self.base))
+            .call()
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its exit status if it did.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// A reply with its headers.
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Lowercase header names → values.
+    pub headers: std::collections::HashMap<String, String>,
+    /// JSON body.
+    pub body: Value,
+}
+
+fn full_reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let mut response = result.expect("the server answers");
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("reply is not JSON (status {status}): {text:?}"));
+    Reply {
+        status,
+        headers,
+        body,
     }
 }
 
@@ -136,17 +222,8 @@ fn agent() -> ureq::Agent {
 }
 
 fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut response = result.expect("the server answers");
-    let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024 * 1024)
-        .read_to_string()
-        .unwrap();
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|_| panic!("reply is not JSON (status {status}): {text:?}"));
-    (status, body)
+    let reply = full_reply(result);
+    (reply.status, reply.body)
 }
 
 /// The reference cases of one model version: inputs with onnxruntime's outputs.

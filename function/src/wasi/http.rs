@@ -101,8 +101,15 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, crate::error::ApiErro
 const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
 fn send(out: ResponseOutparam, response: &Response) {
-    let headers = Fields::from_list(&[("content-type".to_string(), b"application/json".to_vec())])
-        .expect("content-type is a valid header");
+    let mut fields = vec![("content-type".to_string(), b"application/json".to_vec())];
+    if let Some((model, version)) = &response.model {
+        fields.push(("ember-model".to_string(), model.as_bytes().to_vec()));
+        fields.push((
+            "ember-model-version".to_string(),
+            version.as_bytes().to_vec(),
+        ));
+    }
+    let headers = Fields::from_list(&fields).expect("model names are valid header values");
     let outgoing = OutgoingResponse::new(headers);
     let _ = outgoing.set_status_code(response.status);
     let body = outgoing.body().expect("body is taken once");

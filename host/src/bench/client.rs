@@ -7,7 +7,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-use super::stats::Samples;
+use crate::stats::Samples;
 
 /// One request to repeat: path and JSON body.
 #[derive(Clone)]

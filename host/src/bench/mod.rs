@@ -3,7 +3,6 @@
 //! loopback HTTP, overhead above the floor, throughput at several concurrencies and cold start.
 
 mod client;
-mod stats;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,8 +17,8 @@ use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::Tensor;
 
 use self::client::Probe;
-use self::stats::Samples;
 use crate::nn::tract::TractPlan;
+use crate::stats::Samples;
 
 /// Options of `ember bench`.
 #[derive(clap::Args, Debug, Clone)]

@@ -1,56 +1,40 @@
 //! The tract-onnx backend for `wasi:nn`: pure Rust, no native library, no download.
 //!
 //! A graph is parsed and optimized once, into a shareable plan; each execution context only
-//! borrows it, so a fresh instance per request never re-parses the model.
+//! borrows it, so a fresh instance per request never re-parses the model. Its cost (MACs per batch
+//! row) comes from tract's per-op cost model, computed once at load.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use tract_onnx::prelude::{
-    DatumType, Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue,
-    Tensor as TractTensor, TypedRunnableModel,
+    DatumType, Framework, InferenceModelExt, IntoRunnable, IntoTValue, SymbolValues, TValue,
+    Tensor as TractTensor, TractResult, TypedModel, TypedRunnableModel,
 };
 use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
-    NamedTensor,
+    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
 };
-use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, TensorType};
+use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor};
+
+use super::{GraphLoader, LoadedGraph};
 
 /// Loads ONNX graphs with tract.
 #[derive(Default)]
 pub struct TractBackend;
 
-impl BackendInner for TractBackend {
-    fn encoding(&self) -> GraphEncoding {
-        GraphEncoding::Onnx
-    }
-
-    fn load(
-        &mut self,
-        builders: &[&[u8]],
-        _target: ExecutionTarget,
-    ) -> Result<Graph, BackendError> {
-        let [bytes] = builders else {
-            return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
-        };
-        let graph = TractGraph(Arc::new(TractPlan::parse(bytes)?));
-        Ok(Graph::from(Box::new(graph) as Box<dyn BackendGraph>))
-    }
-
-    fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
-        Some(self)
-    }
-}
-
-impl BackendFromDir for TractBackend {
-    fn load_from_dir(
-        &mut self,
-        dir: &Path,
-        target: ExecutionTarget,
-    ) -> Result<Graph, BackendError> {
-        let bytes = std::fs::read(dir.join("model.onnx")).map_err(wasmtime::Error::from)?;
-        self.load(&[&bytes], target)
+impl GraphLoader for TractBackend {
+    fn load_dir(&self, dir: &Path) -> anyhow::Result<LoadedGraph> {
+        let path = dir.join("model.onnx");
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let plan =
+            TractPlan::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+        let macs_per_row = plan.macs_per_row;
+        Ok(LoadedGraph {
+            graph: Graph::from(Box::new(TractGraph(Arc::new(plan))) as Box<dyn BackendGraph>),
+            macs_per_row,
+        })
     }
 }
 
@@ -59,6 +43,8 @@ pub struct TractPlan {
     plan: Arc<TypedRunnableModel>,
     inputs: Vec<String>,
     outputs: Vec<String>,
+    /// Multiply-accumulates per batch row, from tract's per-op cost model.
+    pub macs_per_row: u64,
 }
 
 impl TractPlan {
@@ -84,7 +70,15 @@ impl TractPlan {
                     .unwrap_or_else(|| model.node(o.node).name.clone())
             })
             .collect();
-        let plan = model
+        let typed = model
+            .into_typed()
+            .and_then(|m| m.into_decluttered())
+            .map_err(tract_error)?;
+        let macs_per_row = macs_per_row(&typed).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "graph cost unknown; inference MACs are reported as 0");
+            0
+        });
+        let plan = typed
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(tract_error)?;
@@ -92,6 +86,7 @@ impl TractPlan {
             plan,
             inputs,
             outputs,
+            macs_per_row,
         })
     }
 
@@ -127,6 +122,24 @@ impl TractPlan {
 
 /// A loaded graph: a reference to its plan, shared by every execution context.
 pub struct TractGraph(Arc<TractPlan>);
+
+/// Sums the graph's multiply-accumulates with every batch dimension set to 1.
+fn macs_per_row(model: &TypedModel) -> TractResult<u64> {
+    let mut values = SymbolValues::default();
+    if let Some(batch) = model.symbols.get("batch") {
+        values = values.with(&batch, 1);
+    }
+    let mut total = 0i64;
+    for node in model.nodes() {
+        let inputs = model.node_input_facts(node.id)?;
+        for (cost, count) in node.op.cost(&inputs)? {
+            if matches!(cost, tract_onnx::tract_core::ops::Cost::FMA(_)) {
+                total += count.eval_to_i64(&values)?;
+            }
+        }
+    }
+    Ok(total.max(0) as u64)
+}
 
 impl BackendGraph for TractGraph {
     fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
@@ -293,6 +306,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn graph_costs_are_counted_in_multiply_accumulates() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let credit = TractBackend.load_dir(&dir.join("credit-risk/1")).unwrap();
+        let digits = TractBackend.load_dir(&dir.join("digits/1")).unwrap();
+        // credit-risk: one 7x2 MatMul (the scaler is Sub/Div, not FMA) → at least 14 MACs a row.
+        assert!(credit.macs_per_row >= 14, "{}", credit.macs_per_row);
+        // digits: conv 1→16 and 16→32 on 8x8, then 512→64→10: about 337k MACs.
+        assert!(
+            (300_000..400_000).contains(&digits.macs_per_row),
+            "{}",
+            digits.macs_per_row
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct EngineLimits {
     pub max_instances: u32,
     /// Largest linear memory one instance may reach, in bytes.
     pub memory_limit: usize,
+    /// Count guest instructions (fuel) for metering.
+    pub fuel: bool,
 }
 
 /// Builds the engine and starts its epoch ticker.
@@ -41,6 +43,7 @@ pub fn build(limits: EngineLimits) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config
         .epoch_interruption(true)
+        .consume_fuel(limits.fuel)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true);
     let engine = Engine::new(&config)?;

@@ -2,10 +2,7 @@
 //! the detail goes to the log.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
 use wasmtime::Trap;
-
-use super::HostResponse;
 
 /// Why the host, not the function, answered.
 #[derive(Debug)]
@@ -58,7 +55,7 @@ impl Failure {
     }
 
     /// Logs the failure and builds the reply.
-    pub fn response(self) -> HostResponse {
+    pub fn response(self) -> hyper::Response<Bytes> {
         let (status, code, message) = self.describe();
         match &self {
             Failure::Trap(e) | Failure::Host(e) => {
@@ -75,15 +72,10 @@ impl Failure {
 }
 
 /// A JSON reply built by the host.
-pub fn json_response(status: u16, body: serde_json::Value) -> HostResponse {
-    let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+pub fn json_response(status: u16, body: serde_json::Value) -> hyper::Response<Bytes> {
     hyper::Response::builder()
         .status(status)
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(
-            Full::new(bytes)
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
+        .body(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
         .expect("static response parts are valid")
 }

@@ -1,16 +1,20 @@
 //! Runs the function: one fresh instance per request from a pre-instantiated component, with a
-//! deadline (epoch interruption), a memory cap (ResourceLimiter) and no outbound network.
+//! deadline (epoch interruption), a memory cap (ResourceLimiter), no outbound network, and the
+//! measurements metering needs (fuel, CPU time, inference, peak memory, bytes in and out).
 
 mod cache;
+mod cpu;
 mod engine;
 mod failure;
 mod state;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
@@ -19,16 +23,23 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView as _};
 
 pub use self::cache::CacheOutcome;
-pub use self::failure::Failure;
+use self::cpu::CpuTimed;
+pub use self::failure::{json_response, Failure};
 use self::state::{DenyOutbound, HostState, MemoryLimiter};
-use crate::nn::registry::SharedGraphs;
+use crate::nn::metered::{InferenceMeter, InferenceTotals};
+use crate::nn::registry::{GraphStore, RequestGraphs};
 
 /// Where the guest sees the models directory.
 pub const GUEST_MODELS_DIR: &str = "/models";
+
+/// Fuel an invocation starts with: far beyond any request; the deadline is the real limit.
+const FUEL_BUDGET: u64 = u64::MAX / 2;
+
+/// Largest response body the host buffers (the function answers JSON).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// How one function is run.
 #[derive(Debug, Clone)]
@@ -47,28 +58,72 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Environment variables the function sees.
     pub env: Vec<(String, String)>,
+    /// Count guest fuel (deterministic instruction counts) for metering.
+    pub fuel: bool,
+}
+
+/// What one invocation measured.
+#[derive(Debug, Clone, Default)]
+pub struct InvocationStats {
+    /// HTTP status answered.
+    pub status: u16,
+    /// Host failure code, when the host answered instead of the function.
+    pub failure: Option<&'static str>,
+    /// Model the function resolved (from its `ember-model` header).
+    pub model: Option<String>,
+    /// Model version the function resolved.
+    pub model_version: Option<String>,
+    /// Wall time from arrival to a complete reply, µs.
+    pub wall_us: u64,
+    /// CPU time spent running the instance (guest and its host calls), µs.
+    pub cpu_us: u64,
+    /// Guest fuel consumed: wasm instructions, deterministic for the same request.
+    pub fuel: u64,
+    /// Backend inference time and MACs.
+    pub inference: InferenceTotals,
+    /// Largest linear memory the instance reached, bytes.
+    pub peak_memory_bytes: u64,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+}
+
+/// A complete reply and its measurements.
+pub struct Invocation {
+    /// Status, headers and the buffered body.
+    pub response: hyper::Response<Bytes>,
+    /// What it cost.
+    pub stats: InvocationStats,
+}
+
+/// What the guest's task reports when it ends.
+struct GuestRun {
+    result: wasmtime::Result<()>,
+    memory_exceeded: bool,
+    fuel: u64,
+    peak_memory_bytes: u64,
 }
 
 /// A loaded function, ready to serve requests.
 pub struct Runtime {
     engine: Engine,
     pre: ProxyPre<HostState>,
-    graphs: SharedGraphs,
+    graphs: Arc<GraphStore>,
     slots: Arc<Semaphore>,
     config: RuntimeConfig,
+    active: AtomicU64,
     /// Whether the compiled component came from the disk cache.
     pub cache: CacheOutcome,
 }
 
-/// The response type served to clients.
-pub type HostResponse = hyper::Response<HyperOutgoingBody>;
-
 impl Runtime {
     /// Builds the engine, loads (or compiles) the component and links WASI, wasi:http and wasi:nn.
-    pub fn new(config: RuntimeConfig, graphs: SharedGraphs) -> anyhow::Result<Self> {
+    pub fn new(config: RuntimeConfig, graphs: Arc<GraphStore>) -> anyhow::Result<Self> {
         let engine = engine::build(engine::EngineLimits {
             max_instances: config.max_instances,
             memory_limit: config.memory_limit,
+            fuel: config.fuel,
         })?;
         let (component, cache) =
             cache::load_component(&engine, &config.component, &config.cache_dir)
@@ -86,74 +141,172 @@ impl Runtime {
             graphs,
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
             config,
+            active: AtomicU64::new(0),
             cache,
         })
     }
 
-    /// Runs the function on one request in a fresh instance; never fails: host-side failures
-    /// become JSON error replies.
-    pub async fn handle(&self, request: hyper::Request<Incoming>) -> HostResponse {
+    /// The graphs this runtime serves.
+    pub fn graphs(&self) -> &GraphStore {
+        &self.graphs
+    }
+
+    /// Invocations in flight.
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Runs the function on one request in a fresh instance and measures it. Never fails:
+    /// host-side failures become JSON error replies.
+    pub async fn invoke(&self, request: hyper::Request<Incoming>) -> Invocation {
         let started = Instant::now();
+        self.active.fetch_add(1, Ordering::Relaxed);
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let mut stats = InvocationStats::default();
+        let response = match self
+            .run(request, started, bytes_in.clone(), &mut stats)
+            .await
+        {
+            Ok(response) => response,
+            Err(failure) => {
+                stats.failure = Some(failure.describe().1);
+                failure.response()
+            }
+        };
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        stats.model = header("ember-model");
+        stats.model_version = header("ember-model-version");
+        stats.status = response.status().as_u16();
+        stats.bytes_in = bytes_in.load(Ordering::Relaxed);
+        stats.bytes_out = response.body().len() as u64;
+        stats.wall_us = started.elapsed().as_micros() as u64;
+        Invocation { response, stats }
+    }
+
+    async fn run(
+        &self,
+        request: hyper::Request<Incoming>,
+        started: Instant,
+        bytes_in: Arc<AtomicU64>,
+        stats: &mut InvocationStats,
+    ) -> Result<hyper::Response<Bytes>, Failure> {
         let deadline = self.config.deadline;
-        let Ok(Ok(permit)) =
-            tokio::time::timeout(deadline, self.slots.clone().acquire_owned()).await
-        else {
-            return Failure::Overloaded.response();
-        };
-        let mut store = match self.store(started) {
-            Ok(store) => store,
-            Err(error) => return Failure::Host(error).response(),
-        };
+        let remaining = || deadline.saturating_sub(started.elapsed());
+        let permit = tokio::time::timeout(deadline, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| Failure::Overloaded)?
+            .map_err(|_| Failure::Overloaded)?;
+        let meter = Arc::new(InferenceMeter::default());
+        let mut store = self.store(started, meter.clone()).map_err(Failure::Host)?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let request = request.map(|body| body.map_err(wasmtime_wasi_http::Error::Hyper));
-        let prepared = store
+        let request = request.map(|body| {
+            body.map_frame(move |frame| {
+                if let Some(data) = frame.data_ref() {
+                    bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                frame
+            })
+            .map_err(wasmtime_wasi_http::Error::Hyper)
+        });
+        let incoming = store
             .data_mut()
             .http()
             .new_incoming_request(Scheme::Http, request)
-            .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
-        let (incoming, outparam) = match prepared {
-            Ok(pair) => pair,
-            Err(error) => return Failure::Host(error).response(),
-        };
+            .map_err(Failure::Host)?;
+        let outparam = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(Failure::Host)?;
         let pre = self.pre.clone();
-        let task = tokio::spawn(async move {
+        let fuel = self.config.fuel;
+        let mut task = tokio::spawn(CpuTimed::new(async move {
             let _permit = permit;
+            let instantiating = Instant::now();
             let result = async {
-                let instantiating = Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
-                let calling = Instant::now();
-                let result = proxy
+                proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)
-                    .await;
-                tracing::debug!(
-                    instantiate_us = (calling - instantiating).as_micros() as u64,
-                    call_us = calling.elapsed().as_micros() as u64,
-                    "invocation finished"
-                );
-                result
+                    .await
             }
             .await;
-            (result, store.data().limiter.exceeded)
-        });
-        match tokio::time::timeout(deadline, receiver).await {
-            Ok(Ok(Ok(response))) => response,
-            Ok(Ok(Err(code))) => Failure::GuestError(format!("{code:?}")).response(),
-            Ok(Err(_)) => match task.await {
-                Ok((Err(error), memory_exceeded)) => {
-                    Failure::classify(error, memory_exceeded).response()
-                }
-                Ok((Ok(()), _)) => Failure::NoResponse.response(),
-                Err(join) => Failure::Host(join.into()).response(),
-            },
+            tracing::debug!(
+                run_us = instantiating.elapsed().as_micros() as u64,
+                "instance finished"
+            );
+            GuestRun {
+                result,
+                memory_exceeded: store.data().limiter.exceeded,
+                fuel: if fuel {
+                    FUEL_BUDGET - store.get_fuel().unwrap_or(FUEL_BUDGET)
+                } else {
+                    0
+                },
+                peak_memory_bytes: store.data().limiter.peak_bytes as u64,
+            }
+        }));
+
+        let head = match tokio::time::timeout(remaining(), receiver).await {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(code))) => Err(Failure::GuestError(format!("{code:?}"))),
+            Ok(Err(_)) => Err(Failure::NoResponse),
             Err(_) => {
                 task.abort();
-                Failure::Deadline.response()
+                return Err(Failure::Deadline);
             }
+        };
+        let body = match head {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let limited = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES);
+                match tokio::time::timeout(remaining(), limited.collect()).await {
+                    Ok(Ok(collected)) => {
+                        Ok(hyper::Response::from_parts(parts, collected.to_bytes()))
+                    }
+                    Ok(Err(_)) => Err(Failure::NoResponse),
+                    Err(_) => {
+                        task.abort();
+                        return Err(Failure::Deadline);
+                    }
+                }
+            }
+            Err(failure) => Err(failure),
+        };
+        let run = match tokio::time::timeout(remaining().max(Duration::from_millis(50)), &mut task)
+            .await
+        {
+            Ok(Ok(run)) => run,
+            Ok(Err(join)) => return Err(Failure::Host(join.into())),
+            Err(_) => {
+                task.abort();
+                return Err(Failure::Deadline);
+            }
+        };
+        let (guest, cpu) = run;
+        stats.cpu_us = cpu.as_micros() as u64;
+        stats.fuel = guest.fuel;
+        stats.peak_memory_bytes = guest.peak_memory_bytes;
+        stats.inference = meter.totals();
+        match (body, guest.result) {
+            (Ok(response), _) => Ok(response),
+            (Err(_), Err(error)) => Err(Failure::classify(error, guest.memory_exceeded)),
+            (Err(failure), Ok(())) => Err(failure),
         }
     }
 
-    fn store(&self, started: Instant) -> wasmtime::Result<Store<HostState>> {
+    fn store(
+        &self,
+        started: Instant,
+        meter: Arc<InferenceMeter>,
+    ) -> wasmtime::Result<Store<HostState>> {
         let mut wasi = WasiCtx::builder();
         // Model specs are small local files: reading them on the calling thread is far cheaper
         // than a `spawn_blocking` round trip per filesystem call.
@@ -165,7 +318,7 @@ impl Runtime {
         let state = HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            nn: self.graphs.context(),
+            nn: RequestGraphs::new(self.graphs.clone(), meter).into_context(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(self.config.memory_limit),
             hooks: DenyOutbound,
@@ -173,6 +326,9 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
+        if self.config.fuel {
+            store.set_fuel(FUEL_BUDGET)?;
+        }
         let deadline = self.config.deadline;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {

@@ -1,4 +1,4 @@
-//! Latency samples and their percentiles.
+//! Latency samples and their percentiles (benchmarks and usage reports).
 
 use std::time::Duration;
 
@@ -10,6 +10,11 @@ impl Samples {
     /// Records one sample.
     pub fn push(&mut self, d: Duration) {
         self.0.push(d);
+    }
+
+    /// Records one sample given in microseconds.
+    pub fn push_us(&mut self, us: u64) {
+        self.0.push(Duration::from_micros(us));
     }
 
     /// Merges another set into this one.

@@ -1,0 +1,146 @@
+//! Prometheus metrics at `/-/metrics`, with Triton-style names.
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::UsageRecord;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    model: String,
+    version: String,
+    reason: String,
+}
+
+type HistogramFamily = Family<ModelLabels, Histogram, fn() -> Histogram>;
+
+/// Every metric the host exports.
+pub struct Metrics {
+    registry: Registry,
+    success: Family<ModelLabels, Counter>,
+    failure: Family<FailureLabels, Counter>,
+    duration: HistogramFamily,
+    infer_duration: HistogramFamily,
+    cost: Family<ModelLabels, Counter<f64, AtomicU64>>,
+    models_loaded: Gauge<i64, AtomicI64>,
+    instances_active: Gauge<i64, AtomicI64>,
+}
+
+/// Microsecond buckets from 10 µs to ~5 s.
+fn micros_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(10.0, 2.0, 20))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let success = Family::<ModelLabels, Counter>::default();
+        let failure = Family::<FailureLabels, Counter>::default();
+        let duration: HistogramFamily = Family::new_with_constructor(micros_histogram);
+        let infer_duration: HistogramFamily = Family::new_with_constructor(micros_histogram);
+        let cost = Family::<ModelLabels, Counter<f64, AtomicU64>>::default();
+        let models_loaded = Gauge::<i64, AtomicI64>::default();
+        let instances_active = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "ember_request_success",
+            "Invocations answered below 400",
+            success.clone(),
+        );
+        registry.register(
+            "ember_request_failure",
+            "Invocations answered 400 or above, by reason (host failure code or http_<status>)",
+            failure.clone(),
+        );
+        registry.register(
+            "ember_request_duration_us",
+            "Invocation wall time, arrival to complete reply, in microseconds",
+            duration.clone(),
+        );
+        registry.register(
+            "ember_compute_infer_duration_us",
+            "Inference time in the wasi-nn backend per invocation, in microseconds",
+            infer_duration.clone(),
+        );
+        registry.register(
+            "ember_cost",
+            "Cost billed, in the price table's currency",
+            cost.clone(),
+        );
+        registry.register(
+            "ember_models_loaded",
+            "Model graphs resident in memory",
+            models_loaded.clone(),
+        );
+        registry.register(
+            "ember_instances_active",
+            "Function instances running now",
+            instances_active.clone(),
+        );
+        Self {
+            registry,
+            success,
+            failure,
+            duration,
+            infer_duration,
+            cost,
+            models_loaded,
+            instances_active,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one invocation.
+    pub fn observe(&self, record: &UsageRecord) {
+        let labels = ModelLabels {
+            model: record.model.clone().unwrap_or_default(),
+            version: record.model_version.clone().unwrap_or_default(),
+        };
+        if record.succeeded() {
+            self.success.get_or_create(&labels).inc();
+        } else {
+            let reason = record
+                .failure
+                .clone()
+                .unwrap_or_else(|| format!("http_{}", record.status));
+            self.failure
+                .get_or_create(&FailureLabels {
+                    model: labels.model.clone(),
+                    version: labels.version.clone(),
+                    reason,
+                })
+                .inc();
+        }
+        self.duration
+            .get_or_create(&labels)
+            .observe(record.wall_us as f64);
+        if record.infer_calls > 0 {
+            self.infer_duration
+                .get_or_create(&labels)
+                .observe(record.infer_us as f64);
+        }
+        self.cost.get_or_create(&labels).inc_by(record.cost);
+    }
+
+    /// The exposition text, with gauges set to the given current values.
+    pub fn render(&self, models_loaded: usize, instances_active: u64) -> String {
+        self.models_loaded.set(models_loaded as i64);
+        self.instances_active.set(instances_active as i64);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String does not fail");
+        text
+    }
+}
