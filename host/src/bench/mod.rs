@@ -63,7 +63,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         floors.push(floor.p50_us());
     }
 
-    let mut server = spawn_server(&args.cache_dir)?;
+    let mut server = spawn_server(&args.cache_dir, &["--preload"])?;
     let probes: Vec<Probe> = MODELS
         .iter()
         .map(|m| probe(&args.models, &server.1, m))
@@ -116,7 +116,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut cold = Samples::default();
     for _ in 0..args.cold_runs {
         let started = Instant::now();
-        let (mut child, address) = spawn_server(&args.cache_dir)?;
+        let (mut child, address) = spawn_server(&args.cache_dir, &[])?;
         let probe = probe(&args.models, &address, MODELS[0])?;
         runtime.block_on(client::once(&probe))?;
         cold.push(started.elapsed());
@@ -128,7 +128,96 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         cold.quantile_us(1.0) / 1e3,
         cold.len()
     );
+
+    metering_overhead(&runtime, &args)?;
+    scale_to_zero(&runtime, &args)?;
     Ok(())
+}
+
+/// Throughput at concurrency 32 with metering (fuel, ledger, cost) on and off, same run.
+fn metering_overhead(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()> {
+    println!(
+        "\n## Metering overhead: credit-risk, c=32, {:.0} s per point",
+        args.seconds
+    );
+    let mut rates = Vec::new();
+    for (label, extra) in [
+        ("metering off", vec!["--preload", "--no-metering"]),
+        ("metering on", vec!["--preload"]),
+    ] {
+        let (mut child, address) = spawn_server(&args.cache_dir, &extra)?;
+        let probe = probe(&args.models, &address, MODELS[0])?;
+        runtime.block_on(client::load(
+            &probe,
+            8,
+            Duration::from_millis(500),
+            usize::MAX,
+        ))?;
+        let (samples, elapsed) = runtime.block_on(client::load(
+            &probe,
+            32,
+            Duration::from_secs_f64(args.seconds),
+            usize::MAX,
+        ))?;
+        stop(&mut child);
+        let rate = samples.len() as f64 / elapsed.as_secs_f64();
+        println!(
+            "{label:<14} {rate:>8.0} req/s   p50 {:>8.1} µs",
+            samples.p50_us()
+        );
+        rates.push(rate);
+    }
+    println!(
+        "metering on / off: {:.3} (target ≥ 0.95, i.e. ≤ 5% slower)",
+        rates[1] / rates[0]
+    );
+    Ok(())
+}
+
+/// RSS while serving vs after the graphs unload, and the first request after eviction vs warm.
+fn scale_to_zero(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()> {
+    println!("\n## Scale to zero (idle unload after 1 s)");
+    let (mut child, address) = spawn_server(&args.cache_dir, &["--idle-unload", "1"])?;
+    let probes: Vec<Probe> = MODELS
+        .iter()
+        .map(|m| probe(&args.models, &address, m))
+        .collect::<anyhow::Result<_>>()?;
+    let mut warm = Samples::default();
+    for probe in &probes {
+        let (samples, _) =
+            runtime.block_on(client::load(probe, 4, Duration::from_secs(1), usize::MAX))?;
+        if probe.path.contains(MODELS[1]) {
+            warm = samples;
+        }
+    }
+    let serving = rss_kib(child.id())?;
+    std::thread::sleep(Duration::from_millis(2500));
+    let unloaded = rss_kib(child.id())?;
+    let started = Instant::now();
+    runtime.block_on(client::once(&probes[1]))?;
+    let reload = started.elapsed();
+    stop(&mut child);
+    println!(
+        "RSS serving {:.1} MiB → after unload {:.1} MiB",
+        serving as f64 / 1024.0,
+        unloaded as f64 / 1024.0
+    );
+    println!(
+        "digits: first request after eviction {:.2} ms (reload + new connection) vs warm p50 {:.2} ms",
+        reload.as_secs_f64() * 1e3,
+        warm.p50_us() / 1e3
+    );
+    Ok(())
+}
+
+/// Resident set size of a process, KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS missing")
 }
 
 fn reference_case(models: &Path, model: &str) -> anyhow::Result<Value> {
@@ -189,11 +278,15 @@ fn native_floor(models: &Path, model: &str) -> anyhow::Result<Samples> {
     Ok(samples)
 }
 
-/// Starts `ember up` on a free port; returns the child and its `host:port`.
-fn spawn_server(cache_dir: &Path) -> anyhow::Result<(Child, String)> {
+/// Starts `ember up` on a free port with a throwaway ledger; returns the child and its `host:port`.
+fn spawn_server(cache_dir: &Path, extra: &[&str]) -> anyhow::Result<(Child, String)> {
+    let ledger = std::env::temp_dir().join(format!("ember-bench-{}.db", std::process::id()));
     let mut child = Command::new(std::env::current_exe()?)
         .args(["up", "--listen", "127.0.0.1:0", "--cache-dir"])
         .arg(cache_dir)
+        .arg("--ledger")
+        .arg(&ledger)
+        .args(extra)
         .env("EMBER_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
