@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::postprocess::classify;
+use crate::routing::Pick;
 use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
 use crate::{tabular, v2, vision};
@@ -33,6 +34,8 @@ pub struct Request<'a> {
     pub content_type: Option<&'a str>,
     /// The whole body (at most [`MAX_BODY_BYTES`]).
     pub body: &'a [u8],
+    /// How a traffic split picks a version for this caller.
+    pub pick: Pick<'a>,
 }
 
 /// A reply: status, JSON body and the model version that answered (sent as the
@@ -119,8 +122,8 @@ impl<C: Catalog, I: Inference> App<C, I> {
     }
 
     /// Looks a model version up and remembers it for the reply's attribution.
-    fn spec(&self, name: &str, version: Option<&str>) -> Result<ModelSpec, ApiError> {
-        let spec = self.catalog.spec(name, version)?;
+    fn spec(&self, name: &str, version: Option<&str>, pick: Pick) -> Result<ModelSpec, ApiError> {
+        let spec = self.catalog.spec(name, version, pick)?;
         self.resolved
             .set(Some((spec.name.clone(), spec.version.clone())));
         Ok(spec)
@@ -166,7 +169,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
         name: &str,
         version: Option<&str>,
     ) -> Result<Response, ApiError> {
-        let spec = self.spec(name, version)?;
+        let spec = self.spec(name, version, request.pick)?;
         let body = json_body(request)?;
         let input = match (&spec.tabular, &spec.vision) {
             (Some(tabular), _) => tabular::to_tensor(tabular, &body)?,
@@ -197,7 +200,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
     }
 
     fn metadata(&self, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
-        let spec = self.spec(name, version)?;
+        let spec = self.spec(name, version, Pick::default())?;
         let versions = self
             .catalog
             .models()
@@ -206,12 +209,13 @@ impl<C: Catalog, I: Inference> App<C, I> {
             .unwrap_or_else(|| crate::catalog::ModelVersions {
                 name: spec.name.clone(),
                 versions: vec![spec.version.clone()],
+                aliases: Default::default(),
             });
         Ok(Response::ok(v2::model_metadata(&spec, &versions)))
     }
 
     fn ready(&self, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
-        self.spec(name, version)?;
+        self.spec(name, version, Pick::default())?;
         Ok(Response::ok(json!({})))
     }
 
@@ -221,7 +225,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
         name: &str,
         version: Option<&str>,
     ) -> Result<Response, ApiError> {
-        let spec = self.spec(name, version)?;
+        let spec = self.spec(name, version, request.pick)?;
         let body = json_body(request)?;
         let infer = v2::parse_infer(&spec, &body)?;
         let outputs = self.inference.infer(&spec, infer.inputs.clone())?;

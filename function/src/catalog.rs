@@ -4,21 +4,26 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::ApiError;
+use crate::routing::{Pick, Routing, ROUTING_FILE};
 use crate::spec::ModelSpec;
 
-/// A model and the versions it has on disk, oldest first.
+/// A model, the versions it has on disk (oldest first) and its aliases.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ModelVersions {
     /// Model name.
     pub name: String,
     /// Versions, ascending.
     pub versions: Vec<String>,
+    /// Alias → version (`stable`, `canary`, …).
+    pub aliases: std::collections::BTreeMap<String, String>,
 }
 
 /// Where the function looks up model specs.
 pub trait Catalog {
-    /// The spec of `name` at `version`, or at its newest version when `version` is `None`.
-    fn spec(&self, name: &str, version: Option<&str>) -> Result<ModelSpec, ApiError>;
+    /// The spec of `name` at `version` — a number or an alias such as `stable` — or, when
+    /// `version` is `None`, at the version the model's routing picks (split, else `stable`, else
+    /// the newest).
+    fn spec(&self, name: &str, version: Option<&str>, pick: Pick) -> Result<ModelSpec, ApiError>;
     /// Every model with its versions, sorted by name.
     fn models(&self) -> Vec<ModelVersions>;
 }
@@ -43,6 +48,20 @@ impl DirCatalog {
     /// The root this catalog reads.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where a model's routing lives.
+    pub fn routing_path(&self, name: &str) -> PathBuf {
+        self.root.join(name).join(ROUTING_FILE)
+    }
+
+    /// A model's routing; the default (no aliases, no split) when it has no routing file or the
+    /// file is unreadable.
+    pub fn routing(&self, name: &str) -> Routing {
+        std::fs::read(self.routing_path(name))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
     }
 
     fn versions_of(&self, name: &str) -> Vec<String> {
@@ -80,33 +99,39 @@ pub fn is_valid_version(version: &str) -> bool {
 }
 
 impl Catalog for DirCatalog {
-    fn spec(&self, name: &str, version: Option<&str>) -> Result<ModelSpec, ApiError> {
+    fn spec(&self, name: &str, version: Option<&str>, pick: Pick) -> Result<ModelSpec, ApiError> {
         let unknown_model = || {
             ApiError::not_found("unknown_model", format!("no model named '{name}'"))
                 .with_field("model")
+        };
+        let unknown_version = |v: &str| {
+            ApiError::not_found(
+                "unknown_version",
+                format!("model '{name}' has no version or alias '{v}'"),
+            )
+            .with_field("version")
         };
         if !is_valid_name(name) {
             return Err(unknown_model());
         }
         let version = match version {
             Some(v) if is_valid_version(v) => v.to_string(),
-            Some(v) => {
-                return Err(ApiError::not_found(
-                    "unknown_version",
-                    format!("model '{name}' has no version '{v}'"),
-                )
-                .with_field("version"))
-            }
-            None => self.versions_of(name).pop().ok_or_else(unknown_model)?,
+            Some(alias) if is_valid_name(alias) => self
+                .routing(name)
+                .aliases
+                .get(alias)
+                .cloned()
+                .ok_or_else(|| unknown_version(alias))?,
+            Some(v) => return Err(unknown_version(v)),
+            None => match self.routing(name).choose(pick) {
+                Some(v) => v.to_string(),
+                None => self.versions_of(name).pop().ok_or_else(unknown_model)?,
+            },
         };
         let path = self.root.join(name).join(&version).join(SPEC_FILE);
         let text = std::fs::read(&path).map_err(|_| {
             if self.root.join(name).is_dir() {
-                ApiError::not_found(
-                    "unknown_version",
-                    format!("model '{name}' has no version '{version}'"),
-                )
-                .with_field("version")
+                unknown_version(&version)
             } else {
                 unknown_model()
             }
@@ -133,6 +158,7 @@ impl Catalog for DirCatalog {
             .into_iter()
             .map(|name| ModelVersions {
                 versions: self.versions_of(&name),
+                aliases: self.routing(&name).aliases,
                 name,
             })
             .filter(|m| !m.versions.is_empty())

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod postprocess;
+pub mod routing;
 pub mod spec;
 pub mod tabular;
 pub mod tensor;

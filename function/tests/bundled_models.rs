@@ -2,6 +2,7 @@
 //! tensors that the reference cases fed to onnxruntime.
 
 use ember_function::catalog::{Catalog, DirCatalog};
+use ember_function::routing::Pick;
 use ember_function::spec::ModelSpec;
 use ember_function::tensor::TensorData;
 use ember_function::{tabular, vision};
@@ -29,7 +30,9 @@ fn expected_input(case: &Value) -> Vec<f32> {
 }
 
 fn spec(model: &str) -> ModelSpec {
-    DirCatalog::new(models_dir()).spec(model, None).unwrap()
+    DirCatalog::new(models_dir())
+        .spec(model, None, Pick::default())
+        .unwrap()
 }
 
 #[test]
@@ -38,16 +41,17 @@ fn the_catalog_lists_every_bundled_model_and_its_specs_check() {
     let names: Vec<String> = catalog.models().into_iter().map(|m| m.name).collect();
     assert_eq!(names, ["credit-risk", "digits"]);
     for name in names {
-        let spec = catalog.spec(&name, None).unwrap();
+        let spec = catalog.spec(&name, None, Pick::default()).unwrap();
         assert_eq!(spec.name, name);
+        // Unversioned requests go to `stable` (routing.json), which is version 1 for both.
         assert_eq!(spec.graph_name(), format!("{name}/1"));
     }
 }
 
 #[test]
 fn every_model_json_is_its_model_toml_without_the_baseline() {
-    for model in ["credit-risk", "digits"] {
-        let dir = models_dir().join(model).join("1");
+    for (model, version) in [("credit-risk", "1"), ("credit-risk", "2"), ("digits", "1")] {
+        let dir = models_dir().join(model).join(version);
         let toml_text = std::fs::read_to_string(dir.join("model.toml")).unwrap();
         let from_toml = ModelSpec::from_toml(&toml_text).unwrap();
         let from_json =
@@ -101,8 +105,9 @@ fn unknown_names_versions_and_traversal_are_404() {
         ("credit-risk", Some("9"), "version"),
         ("credit-risk", Some("01"), "version"),
         ("credit-risk", Some("../1"), "version"),
+        ("credit-risk", Some("nightly"), "version"),
     ] {
-        let error = catalog.spec(name, version).unwrap_err();
+        let error = catalog.spec(name, version, Pick::default()).unwrap_err();
         assert_eq!(error.status, 404, "{name} {version:?}");
         assert_eq!(error.field.as_deref(), Some(field));
     }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod metering;
+mod models;
 mod nn;
 mod runtime;
 mod server;
@@ -30,6 +31,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Summarize the usage ledger: counts, errors, cost, latency percentiles.
     Usage(metering::usage::UsageArgs),
+    /// Model versions: list, promote, rollback, split traffic.
+    Models(models::ModelsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Command::Up(args) => up::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Usage(args) => metering::usage::run(args),
+        Command::Models(args) => models::run(args),
     }
 }

@@ -80,8 +80,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: UpArgs, started: Instant) -> anyhow::Result<()> {
-    let catalog = DirCatalog::new(&args.models);
-    let graphs = Arc::new(GraphStore::new(&catalog, Box::new(TractBackend)));
+    let graphs = Arc::new(GraphStore::new(
+        DirCatalog::new(&args.models),
+        Box::new(TractBackend),
+    ));
     if args.preload {
         graphs
             .load_all()

@@ -83,17 +83,30 @@ def export(pipeline, n_features: int) -> onnx.ModelProto:
     return model
 
 
+# Versions: v1 is the original; v2 is retrained on twice the data with balanced class weights
+# (it flags more applicants as risky: a realistic candidate for canary and shadow rollout).
+VERSIONS = {
+    "1": {"rows": ROWS, "class_weight": None, "C": 1.0},
+    "2": {"rows": 2 * ROWS, "class_weight": "balanced", "C": 0.5},
+}
+
+
 def main() -> None:
+    for version, settings in VERSIONS.items():
+        build(version, **settings)
+
+
+def build(version: str, rows: int, class_weight, C: float) -> None:
     rng = np.random.default_rng(SEED)
-    x, y = generate(rng, ROWS)
+    x, y = generate(rng, rows)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=SEED, stratify=y)
-    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0))
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=C, class_weight=class_weight))
     pipeline.fit(x_train, y_train)
     proba = pipeline.predict_proba(x_test)[:, 1]
     auc = roc_auc_score(y_test, proba)
     accuracy = accuracy_score(y_test, pipeline.predict(x_test))
 
-    out = version_dir("credit-risk", "1")
+    out = version_dir("credit-risk", version)
     onnx_path = os.path.join(out, "model.onnx")
     finish_onnx(export(pipeline, x.shape[1]), onnx_path)
     sess = session(onnx_path)
@@ -115,10 +128,11 @@ def main() -> None:
 
     doc = {
         "name": "credit-risk",
-        "version": "1",
+        "version": version,
         "description": "Probability that a loan applicant defaults, from seven application features.",
         "task": "classification",
-        "framework": f"scikit-learn {sklearn.__version__} (StandardScaler + LogisticRegression), "
+        "framework": f"scikit-learn {sklearn.__version__} (StandardScaler + LogisticRegression, "
+                     f"C={C}, class_weight={class_weight}), "
                      f"skl2onnx {skl2onnx.__version__}, opset 17",
         "trained_on": f"{len(x_train)} synthetic applicants from scripts/models/credit_risk.py (seed {SEED})",
         "labels": LABELS,
@@ -164,7 +178,7 @@ def main() -> None:
             "prediction": int(output.argmax()),
         })
     write_reference(os.path.join(out, "reference.json"), cases)
-    print(f"credit-risk v1: AUC {auc:.4f}, accuracy {accuracy:.4f}, {len(cases)} reference cases")
+    print(f"credit-risk v{version}: AUC {auc:.4f}, accuracy {accuracy:.4f}, {len(cases)} reference cases")
 
 
 if __name__ == "__main__":

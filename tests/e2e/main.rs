@@ -4,6 +4,7 @@
 mod bad_requests;
 mod concurrency;
 mod isolation;
+mod lifecycle;
 mod metering;
 mod reference;
 mod scale_to_zero;

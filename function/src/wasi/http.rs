@@ -11,6 +11,7 @@ use super::nn::WasiNn;
 use super::MODELS_DIR;
 use crate::app::{too_large, App, Request, Response, DEFAULT_MODEL, MAX_BODY_BYTES};
 use crate::catalog::DirCatalog;
+use crate::routing::Pick;
 
 struct Handler;
 
@@ -23,6 +24,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
                 let method = method_name(&request.method());
                 let path = request.path_with_query().unwrap_or_default();
                 let content_type = header(&request, "content-type");
+                let caller_key = header(&request, "ember-caller-key");
                 let default_model =
                     std::env::var("EMBER_DEFAULT_MODEL").unwrap_or_else(|_| DEFAULT_MODEL.into());
                 let app = App::new(DirCatalog::new(MODELS_DIR), WasiNn, default_model);
@@ -31,6 +33,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
                     path: &path,
                     content_type: content_type.as_deref(),
                     body: &body,
+                    pick: Pick {
+                        caller_key: caller_key.as_deref(),
+                        entropy: wasip2::random::random::get_random_u64(),
+                    },
                 })
             }
             Err(error) => Response::error(&error),

@@ -7,21 +7,24 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use ember_function::catalog::{Catalog, DirCatalog};
+use anyhow::Context as _;
+use elsa::sync::FrozenMap;
+use ember_function::catalog::{is_valid_name, is_valid_version, Catalog, DirCatalog};
 use wasmtime_wasi_nn::wit::WasiNnCtx;
 use wasmtime_wasi_nn::{Graph, GraphRegistry, Registry};
 
 use super::metered::{InferenceMeter, MeteredGraph};
 use super::{GraphLoader, LoadedGraph};
 
-/// Every servable model version, loaded lazily.
+/// Every servable model version, loaded lazily; versions added to the models directory while
+/// serving are found on first use.
 pub struct GraphStore {
     loader: Box<dyn GraphLoader>,
-    names: Vec<String>,
-    entries: Vec<Entry>,
+    catalog: DirCatalog,
+    entries: RwLock<BTreeMap<String, Arc<Entry>>>,
 }
 
 struct Entry {
@@ -37,43 +40,38 @@ struct Slot {
 
 impl GraphStore {
     /// Indexes every version in the catalog; nothing is loaded yet.
-    pub fn new(catalog: &DirCatalog, loader: Box<dyn GraphLoader>) -> Self {
-        let mut versions = BTreeMap::new();
-        for model in catalog.models() {
+    pub fn new(catalog: DirCatalog, loader: Box<dyn GraphLoader>) -> Self {
+        let store = Self {
+            loader,
+            catalog,
+            entries: RwLock::default(),
+        };
+        for model in store.catalog.models() {
             for version in &model.versions {
-                versions.insert(
-                    format!("{}/{version}", model.name),
-                    catalog.version_path(&model.name, version),
-                );
+                store.entry(&format!("{}/{version}", model.name));
             }
         }
-        Self {
-            loader,
-            names: versions.keys().cloned().collect(),
-            entries: versions
-                .into_values()
-                .map(|dir| Entry {
-                    dir,
-                    slot: Mutex::default(),
-                })
-                .collect(),
-        }
+        store
     }
 
-    /// Names of every servable graph, sorted.
-    pub fn names(&self) -> &[String] {
-        &self.names
+    /// Names of every known graph, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.read().unwrap().keys().cloned().collect()
     }
 
-    /// Loads every graph now (checks a deployment at start; also the warm path for benchmarks).
+    /// Loads every known graph now (checks a deployment at start; the warm path for benchmarks).
     pub fn load_all(&self) -> anyhow::Result<()> {
-        (0..self.entries.len()).try_for_each(|i| self.checkout(i).map(drop))
+        self.names()
+            .iter()
+            .try_for_each(|name| self.checkout(name).map(drop))
     }
 
     /// How many graphs are resident.
     pub fn loaded_count(&self) -> usize {
         self.entries
-            .iter()
+            .read()
+            .unwrap()
+            .values()
             .filter(|e| e.slot.lock().unwrap().loaded.is_some())
             .count()
     }
@@ -81,7 +79,7 @@ impl GraphStore {
     /// Drops graphs unused for `idle`; in-flight requests keep their own references.
     pub fn evict_idle(&self, idle: Duration) -> Vec<String> {
         let mut evicted = Vec::new();
-        for (name, entry) in self.names.iter().zip(&self.entries) {
+        for (name, entry) in self.entries.read().unwrap().iter() {
             let mut slot = entry.slot.lock().unwrap();
             if slot.loaded.is_some() && slot.last_used.is_some_and(|t| t.elapsed() >= idle) {
                 slot.loaded = None;
@@ -91,13 +89,34 @@ impl GraphStore {
         evicted
     }
 
-    fn index(&self, name: &str) -> Option<usize> {
-        self.names.binary_search_by(|n| n.as_str().cmp(name)).ok()
+    /// The entry for `<model>/<version>`, created if that version exists on disk.
+    fn entry(&self, name: &str) -> Option<Arc<Entry>> {
+        if let Some(entry) = self.entries.read().unwrap().get(name) {
+            return Some(entry.clone());
+        }
+        let (model, version) = name.split_once('/')?;
+        if !is_valid_name(model) || !is_valid_version(version) {
+            return None;
+        }
+        let dir = self.catalog.version_path(model, version);
+        if !dir.join("model.onnx").is_file() {
+            return None;
+        }
+        let mut entries = self.entries.write().unwrap();
+        let entry = entries.entry(name.to_string()).or_insert_with(|| {
+            Arc::new(Entry {
+                dir,
+                slot: Mutex::default(),
+            })
+        });
+        Some(entry.clone())
     }
 
-    /// The graph at `index`, loading it if needed.
-    fn checkout(&self, index: usize) -> anyhow::Result<LoadedGraph> {
-        let entry = &self.entries[index];
+    /// The graph named `name`, loading it if needed.
+    fn checkout(&self, name: &str) -> anyhow::Result<LoadedGraph> {
+        let entry = self
+            .entry(name)
+            .with_context(|| format!("no model version {name}"))?;
         let mut slot = entry.slot.lock().unwrap();
         slot.last_used = Some(Instant::now());
         if let Some(loaded) = &slot.loaded {
@@ -106,7 +125,7 @@ impl GraphStore {
         let started = Instant::now();
         let loaded = self.loader.load_dir(&entry.dir)?;
         tracing::info!(
-            graph = %self.names[index],
+            graph = name,
             load_ms = started.elapsed().as_secs_f64() * 1e3,
             "graph loaded"
         );
@@ -119,17 +138,16 @@ impl GraphStore {
 pub struct RequestGraphs {
     store: Arc<GraphStore>,
     meter: Arc<InferenceMeter>,
-    handed_out: Vec<OnceLock<Graph>>,
+    handed_out: FrozenMap<String, Box<Graph>>,
 }
 
 impl RequestGraphs {
     /// A view for one request.
     pub fn new(store: Arc<GraphStore>, meter: Arc<InferenceMeter>) -> Self {
-        let handed_out = (0..store.entries.len()).map(|_| OnceLock::new()).collect();
         Self {
             store,
             meter,
-            handed_out,
+            handed_out: FrozenMap::new(),
         }
     }
 
@@ -142,28 +160,27 @@ impl RequestGraphs {
 
 impl GraphRegistry for RequestGraphs {
     fn get(&self, name: &str) -> Option<&Graph> {
-        let index = self.store.index(name)?;
-        let cell = &self.handed_out[index];
-        if cell.get().is_none() {
-            match self.store.checkout(index) {
-                Ok(loaded) => {
-                    let _ = cell.set(MeteredGraph::wrap(
-                        loaded.graph,
-                        loaded.macs_per_row,
-                        self.meter.clone(),
-                    ));
-                }
-                Err(error) => {
-                    tracing::error!(
-                        graph = name,
-                        error = format!("{error:#}"),
-                        "graph failed to load"
-                    );
-                    return None;
-                }
+        if let Some(graph) = self.handed_out.get(name) {
+            return Some(graph);
+        }
+        match self.store.checkout(name) {
+            Ok(loaded) => Some(self.handed_out.insert(
+                name.to_string(),
+                Box::new(MeteredGraph::wrap(
+                    loaded.graph,
+                    loaded.macs_per_row,
+                    self.meter.clone(),
+                )),
+            )),
+            Err(error) => {
+                tracing::error!(
+                    graph = name,
+                    error = format!("{error:#}"),
+                    "graph unavailable"
+                );
+                None
             }
         }
-        cell.get()
     }
 
     fn get_mut(&mut self, _name: &str) -> Option<&mut Graph> {

@@ -1,0 +1,263 @@
+//! Model lifecycle: pinned versions and aliases, promote / rollback under load with no failed
+//! request and no restart, sticky weighted splits, and versions added while serving.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{assert_close, repo_root, scratch_dir, Server};
+
+/// A private copy of the bundled models, so routing changes stay in this test.
+fn models_copy() -> std::path::PathBuf {
+    let dir = scratch_dir("models");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(repo_root().join("models"))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir.join("models")
+}
+
+fn ember_models(models: &Path, args: &[&str]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["models", "--models", models.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ember models {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn cases(models: &Path, version: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(
+        models
+            .join("credit-risk")
+            .join(version)
+            .join("reference.json"),
+    )
+    .unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()["cases"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn pinned_versions_aliases_and_v2_version_routes_reach_the_right_graph() {
+    let models = models_copy();
+    let server = Server::start(&["--models", models.to_str().unwrap()]);
+    for version in ["1", "2"] {
+        for case in cases(&models, version) {
+            let (status, reply) = server.post_json(
+                &format!("/models/credit-risk/versions/{version}/predict"),
+                &case["request"],
+            );
+            assert_eq!(status, 200, "{reply}");
+            assert_eq!(reply["model_version"], version);
+            assert_close(
+                &reply["probabilities"],
+                &case["probabilities"],
+                1e-4,
+                case["name"].as_str().unwrap(),
+            );
+            let request = serde_json::json!({ "inputs": case["inputs"] });
+            let (status, reply) = server.post_json(
+                &format!("/v2/models/credit-risk/versions/{version}/infer"),
+                &request,
+            );
+            assert_eq!(status, 200, "{reply}");
+            assert_eq!(reply["model_version"], version);
+            assert_close(
+                &reply["outputs"][0]["data"],
+                &case["outputs"][0]["data"],
+                1e-4,
+                "v2",
+            );
+        }
+    }
+    let case = &cases(&models, "1")[0];
+    assert_eq!(
+        server
+            .post_json("/models/credit-risk/predict", &case["request"])
+            .1["model_version"],
+        "1"
+    );
+    assert_eq!(
+        server
+            .post_json(
+                "/models/credit-risk/versions/stable/predict",
+                &case["request"]
+            )
+            .1["model_version"],
+        "1"
+    );
+    assert_eq!(
+        server
+            .post_json(
+                "/models/credit-risk/versions/canary/predict",
+                &case["request"]
+            )
+            .0,
+        404
+    );
+}
+
+#[test]
+fn promote_and_rollback_apply_to_new_requests_under_load_without_a_failure() {
+    let models = models_copy();
+    let server = Server::start(&["--models", models.to_str().unwrap()]);
+    let body = cases(&models, "1")[0]["request"].to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<(u16, String)>::new()));
+    let workers: Vec<_> = (0..6)
+        .map(|_| {
+            let (stop, seen, base, body) = (
+                stop.clone(),
+                seen.clone(),
+                server.base.clone(),
+                body.clone(),
+            );
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                for _ in 0..20_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let mut response = agent
+                        .post(format!("{base}/models/credit-risk/predict"))
+                        .header("content-type", "application/json")
+                        .send(body.as_bytes())
+                        .unwrap();
+                    let status = response.status().as_u16();
+                    let reply: Value =
+                        serde_json::from_str(&response.body_mut().read_to_string().unwrap())
+                            .unwrap();
+                    seen.lock().unwrap().push((
+                        status,
+                        reply["model_version"].as_str().unwrap_or("").to_string(),
+                    ));
+                }
+            })
+        })
+        .collect();
+    let versions_since = |from: usize| -> Vec<String> {
+        seen.lock().unwrap()[from..]
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    ember_models(&models, &["promote", "credit-risk", "2"]);
+    let after_promote = seen.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(600));
+    let before_rollback = seen.lock().unwrap().len();
+    ember_models(&models, &["rollback", "credit-risk"]);
+    let after_rollback = seen.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(600));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let all = seen.lock().unwrap().clone();
+    assert!(all.len() > 100, "too little traffic: {}", all.len());
+    assert!(
+        all.iter().all(|(status, _)| *status == 200),
+        "a request failed during promote/rollback"
+    );
+    // Requests in flight at the switch may still finish on the old version (6 workers); after
+    // that, everything follows the new routing.
+    let promoted = versions_since(after_promote);
+    assert!(
+        promoted[6..before_rollback - after_promote]
+            .iter()
+            .all(|v| v == "2"),
+        "{promoted:?}"
+    );
+    assert!(versions_since(after_rollback)[6..].iter().all(|v| v == "1"));
+}
+
+#[test]
+fn a_split_is_weighted_and_sticky_per_caller_key() {
+    let models = models_copy();
+    ember_models(&models, &["split", "credit-risk", "1=55", "2=45"]);
+    let server = Server::start(&["--models", models.to_str().unwrap()]);
+    let body = cases(&models, "1")[0]["request"].to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let version_for = |key: &str| -> String {
+        let mut response = agent
+            .post(format!("{}/models/credit-risk/predict", server.base))
+            .header("content-type", "application/json")
+            .header("ember-caller-key", key)
+            .send(body.as_bytes())
+            .unwrap();
+        let reply: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        reply["model_version"].as_str().unwrap().to_string()
+    };
+    let mut counts = std::collections::HashMap::new();
+    for caller in 0..40 {
+        let key = format!("caller-{caller}");
+        let first = version_for(&key);
+        for _ in 0..3 {
+            assert_eq!(version_for(&key), first, "{key} is not sticky");
+        }
+        *counts.entry(first).or_insert(0) += 1;
+    }
+    assert!(
+        counts.get("1").copied().unwrap_or(0) >= 8 && counts.get("2").copied().unwrap_or(0) >= 8,
+        "{counts:?}"
+    );
+    assert_eq!(
+        server
+            .post_json(
+                "/models/credit-risk/versions/canary/predict",
+                &cases(&models, "1")[0]["request"]
+            )
+            .1["model_version"],
+        "2"
+    );
+}
+
+#[test]
+fn a_version_added_while_serving_is_served_without_a_restart() {
+    let models = models_copy();
+    let server = Server::start(&["--models", models.to_str().unwrap()]);
+    let case = &cases(&models, "2")[0];
+    assert_eq!(
+        server
+            .post_json("/models/credit-risk/versions/3/predict", &case["request"])
+            .0,
+        404
+    );
+    let v3 = models.join("credit-risk").join("3");
+    std::fs::create_dir_all(&v3).unwrap();
+    for file in ["model.onnx", "model.toml", "reference.json"] {
+        std::fs::copy(models.join("credit-risk/2").join(file), v3.join(file)).unwrap();
+    }
+    let spec = std::fs::read_to_string(models.join("credit-risk/2/model.json")).unwrap();
+    std::fs::write(
+        v3.join("model.json"),
+        spec.replace("\"version\":\"2\"", "\"version\":\"3\""),
+    )
+    .unwrap();
+    let (status, reply) =
+        server.post_json("/models/credit-risk/versions/3/predict", &case["request"]);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["model_version"], "3");
+    assert_close(&reply["probabilities"], &case["probabilities"], 1e-4, "v3");
+}
