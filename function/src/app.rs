@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::catalog::Catalog;
 use crate::error::ApiError;
-use crate::postprocess::classify;
+use crate::postprocess::{classify, Classification};
 use crate::routing::Pick;
 use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
@@ -48,6 +48,58 @@ pub struct Response {
     pub body: Value,
     /// `(model, version)` when a model version was resolved.
     pub model: Option<(String, String)>,
+    /// What the host records about a prediction (audit trail, drift, shadow), if one was made.
+    pub telemetry: Option<Telemetry>,
+}
+
+/// A prediction's record for the host, sent as `ember-x-*` headers that Ember's host strips.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    /// The inputs as the model saw them (tabular row; mean intensity for images), for drift.
+    pub features: Vec<f64>,
+    /// The predicted class.
+    pub prediction: usize,
+    /// The shadow version's answer, compared with the returned one.
+    pub shadow: Option<ShadowResult>,
+    /// `(failed version, reason)` when a fallback version answered.
+    pub fallback: Option<(String, String)>,
+}
+
+/// A shadow version's answer to the same request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowResult {
+    /// Shadow version.
+    pub version: String,
+    /// Its predicted class.
+    pub prediction: usize,
+    /// Whether it agrees with the returned prediction.
+    pub agrees: bool,
+}
+
+impl Telemetry {
+    /// The `ember-x-*` headers carrying this telemetry.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let features: Vec<String> = self.features.iter().map(|f| f.to_string()).collect();
+        let mut headers = vec![
+            ("ember-x-features", features.join(",")),
+            ("ember-x-prediction", self.prediction.to_string()),
+        ];
+        if let Some(shadow) = &self.shadow {
+            headers.push((
+                "ember-x-shadow",
+                format!(
+                    "{}:{}:{}",
+                    shadow.version,
+                    shadow.prediction,
+                    u8::from(shadow.agrees)
+                ),
+            ));
+        }
+        if let Some((version, reason)) = &self.fallback {
+            headers.push(("ember-x-fallback", format!("{version}:{reason}")));
+        }
+        headers
+    }
 }
 
 impl Response {
@@ -56,6 +108,7 @@ impl Response {
             status: 200,
             body,
             model: None,
+            telemetry: None,
         }
     }
 
@@ -64,6 +117,7 @@ impl Response {
             status: 200,
             body,
             model: Some((spec.name.clone(), spec.version.clone())),
+            telemetry: None,
         }
     }
 
@@ -73,6 +127,7 @@ impl Response {
             status: error.status,
             body: error.to_json(),
             model: None,
+            telemetry: None,
         }
     }
 
@@ -117,6 +172,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
                     error.to_json()
                 },
                 model: self.resolved.take(),
+                telemetry: None,
             },
         }
     }
@@ -169,34 +225,80 @@ impl<C: Catalog, I: Inference> App<C, I> {
         name: &str,
         version: Option<&str>,
     ) -> Result<Response, ApiError> {
-        let spec = self.spec(name, version, request.pick)?;
+        let routing = self.catalog.routing(name);
+        let chosen = version.or_else(|| routing.choose(request.pick));
+        let spec = self.spec(name, chosen, request.pick)?;
         let body = json_body(request)?;
-        let input = match (&spec.tabular, &spec.vision) {
-            (Some(tabular), _) => tabular::to_tensor(tabular, &body)?,
-            (_, Some(vision)) => vision::to_tensor(vision, &body)?,
-            _ => {
-                return Err(ApiError::new(
-                    503,
-                    "model_not_ready",
-                    "model has no preprocessing",
-                ))
+        let input = preprocess(&spec, &body)?;
+        let features = drift_features(&spec, &input);
+        let (spec, result, fallback) = match self.classify(&spec, input) {
+            Ok(result) => (spec, result, None),
+            Err(error) if error.status >= 500 => {
+                let Some(backup) = routing.fallback.as_deref().filter(|v| *v != spec.version)
+                else {
+                    return Err(error);
+                };
+                let backup = self.spec(name, Some(backup), request.pick)?;
+                let result = self.classify(&backup, preprocess(&backup, &body)?)?;
+                (
+                    backup,
+                    result,
+                    Some((spec.version.clone(), error.code.to_string())),
+                )
             }
+            Err(error) => return Err(error),
         };
-        let outputs = self.inference.infer(&spec, vec![input])?;
-        let result = classify(&spec, &outputs)?;
-        Ok(Response::from_model(
-            &spec,
-            json!({
-                "model": spec.name,
-                "model_version": spec.version,
-                "prediction": result.prediction,
-                "label": result.label,
-                "confidence": result.confidence,
-                "probabilities": result.probabilities,
-                "labels": spec.labels,
-                "timestamp": crate::clock::now_rfc3339(),
-            }),
-        ))
+        let shadow = routing
+            .shadow
+            .as_deref()
+            .filter(|v| *v != spec.version)
+            .and_then(|v| self.shadow(name, v, &body, result.prediction));
+        let mut reply = json!({
+            "model": spec.name,
+            "model_version": spec.version,
+            "prediction": result.prediction,
+            "label": result.label,
+            "confidence": result.confidence,
+            "probabilities": result.probabilities,
+            "labels": spec.labels,
+            "timestamp": crate::clock::now_rfc3339(),
+        });
+        if let Some((failed, reason)) = &fallback {
+            reply["fallback"] = json!({ "from_version": failed, "reason": reason });
+        }
+        let mut response = Response::from_model(&spec, reply);
+        response.telemetry = Some(Telemetry {
+            features,
+            prediction: result.prediction,
+            shadow,
+            fallback,
+        });
+        Ok(response)
+    }
+
+    fn classify(&self, spec: &ModelSpec, input: Tensor) -> Result<Classification, ApiError> {
+        let outputs = self.inference.infer(spec, vec![input])?;
+        classify(spec, &outputs)
+    }
+
+    /// Runs the shadow version on the same request; its failures never reach the caller.
+    fn shadow(
+        &self,
+        name: &str,
+        version: &str,
+        body: &Value,
+        returned: usize,
+    ) -> Option<ShadowResult> {
+        let spec = self
+            .catalog
+            .spec(name, Some(version), Pick::default())
+            .ok()?;
+        let result = self.classify(&spec, preprocess(&spec, body).ok()?).ok()?;
+        Some(ShadowResult {
+            version: spec.version,
+            prediction: result.prediction,
+            agrees: result.prediction == returned,
+        })
     }
 
     fn metadata(&self, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
@@ -233,6 +335,40 @@ impl<C: Catalog, I: Inference> App<C, I> {
             &spec,
             v2::infer_response(&spec, &infer, &outputs),
         ))
+    }
+}
+
+/// The model's preprocessing: named features or an image into its input tensor.
+fn preprocess(spec: &ModelSpec, body: &Value) -> Result<Tensor, ApiError> {
+    match (&spec.tabular, &spec.vision) {
+        (Some(tabular), _) => tabular::to_tensor(tabular, body),
+        (_, Some(vision)) => vision::to_tensor(vision, body),
+        _ => Err(ApiError::new(
+            503,
+            "model_not_ready",
+            "model has no preprocessing",
+        )),
+    }
+}
+
+/// What drift monitoring compares with the training baseline: the tabular row itself, or an
+/// image's mean intensity in [0, 1] (undoing the normalization).
+fn drift_features(spec: &ModelSpec, input: &Tensor) -> Vec<f64> {
+    let values = input.data.to_f64();
+    match &spec.vision {
+        None => values,
+        Some(vision) => {
+            let plane = values.len() / vision.mean.len().max(1);
+            let sum: f64 = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let c = (i / plane.max(1)).min(vision.mean.len() - 1);
+                    v * vision.std[c] as f64 + vision.mean[c] as f64
+                })
+                .sum();
+            vec![sum / values.len().max(1) as f64]
+        }
     }
 }
 

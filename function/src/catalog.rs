@@ -26,6 +26,8 @@ pub trait Catalog {
     fn spec(&self, name: &str, version: Option<&str>, pick: Pick) -> Result<ModelSpec, ApiError>;
     /// Every model with its versions, sorted by name.
     fn models(&self) -> Vec<ModelVersions>;
+    /// A model's routing (aliases, split, shadow, fallback); the default when it has none.
+    fn routing(&self, name: &str) -> Routing;
 }
 
 /// A catalog over a models directory laid out as `<name>/<version>/model.{toml,json}`.
@@ -53,15 +55,6 @@ impl DirCatalog {
     /// Where a model's routing lives.
     pub fn routing_path(&self, name: &str) -> PathBuf {
         self.root.join(name).join(ROUTING_FILE)
-    }
-
-    /// A model's routing; the default (no aliases, no split) when it has no routing file or the
-    /// file is unreadable.
-    pub fn routing(&self, name: &str) -> Routing {
-        std::fs::read(self.routing_path(name))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
     }
 
     fn versions_of(&self, name: &str) -> Vec<String> {
@@ -143,6 +136,16 @@ impl Catalog for DirCatalog {
                 format!("model '{name}' version {version} is misconfigured"),
             )
         })
+    }
+
+    fn routing(&self, name: &str) -> Routing {
+        if !is_valid_name(name) {
+            return Routing::default();
+        }
+        std::fs::read(self.routing_path(name))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
     }
 
     fn models(&self) -> Vec<ModelVersions> {

@@ -22,6 +22,12 @@ pub struct Routing {
     /// Earlier `stable` versions, oldest first: what `rollback` returns to.
     #[serde(default)]
     pub history: Vec<String>,
+    /// A version that receives a copy of each request; its answer is recorded, never returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
+    /// The version that answers when the chosen one fails (marked as a fallback in the reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// One version's share of a split.
@@ -107,6 +113,8 @@ mod tests {
                 })
                 .collect(),
             history: vec![],
+            shadow: None,
+            fallback: None,
         }
     }
 

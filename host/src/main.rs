@@ -1,6 +1,8 @@
 //! `ember`: run a model as a serverless WebAssembly function.
 
+mod audit;
 mod bench;
+mod drift;
 mod metering;
 mod models;
 mod nn;
@@ -31,8 +33,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Summarize the usage ledger: counts, errors, cost, latency percentiles.
     Usage(metering::usage::UsageArgs),
-    /// Model versions: list, promote, rollback, split traffic.
+    /// Model versions: list, promote, rollback, split, shadow, fallback, drift.
     Models(models::ModelsArgs),
+    /// Everything recorded about one invocation: usage, input digest, output, model version.
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +53,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Usage(args) => metering::usage::run(args),
         Command::Models(args) => models::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }

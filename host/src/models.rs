@@ -1,12 +1,17 @@
-//! `ember models list | promote | rollback | split`: version routing, written atomically to
-//! `models/<name>/routing.json`. The function reads it on every request, so a change applies to
-//! the next request with no restart and no failed request.
+//! `ember models list | promote | rollback | split | shadow | fallback`: version routing, written
+//! atomically to `models/<name>/routing.json`. The function reads it on every request, so a change
+//! applies to the next request with no restart and no failed request. `ember models agreement`
+//! and `ember models drift` read the ledger's decisions.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use ember_function::catalog::{Catalog, DirCatalog};
 use ember_function::routing::{Routing, Weighted};
+use rusqlite::OpenFlags;
+
+use crate::drift::{assess, Baseline, DriftReport, MIN_WINDOW};
+use crate::metering::ledger;
 
 /// Options of `ember models`.
 #[derive(clap::Args, Debug, Clone)]
@@ -42,6 +47,49 @@ pub enum ModelsCommand {
         name: String,
         /// `version=weight` pairs.
         weights: Vec<String>,
+    },
+    /// Send a copy of every request to a shadow version (recorded and compared, never
+    /// returned); `off` stops it.
+    Shadow {
+        /// Model name.
+        name: String,
+        /// Shadow version, or `off`.
+        version: String,
+    },
+    /// The version that answers when the chosen one fails; `off` removes it.
+    Fallback {
+        /// Model name.
+        name: String,
+        /// Fallback version, or `off`.
+        version: String,
+    },
+    /// How often the shadow version agreed with the returned predictions (from the ledger).
+    Agreement {
+        /// Model name.
+        name: String,
+        /// The ledger database.
+        #[arg(long, default_value = ".ember/usage.db")]
+        ledger: PathBuf,
+    },
+    /// PSI and KS of recent inputs and predictions against the training baseline.
+    Drift {
+        /// Model name.
+        name: String,
+        /// Version (default: stable).
+        #[arg(long)]
+        version: Option<String>,
+        /// Most recent decisions to assess.
+        #[arg(long, default_value_t = crate::drift::WINDOW)]
+        window: usize,
+        /// PSI above which drift is flagged.
+        #[arg(long, default_value_t = crate::drift::PSI_THRESHOLD)]
+        threshold: f64,
+        /// The ledger database.
+        #[arg(long, default_value = ".ember/usage.db")]
+        ledger: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -101,8 +149,110 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             })?;
             println!("{name}: split {}", weights.join(" "));
         }
+        ModelsCommand::Shadow { name, version } => {
+            let shadow = optional_version(&catalog, &name, &version)?;
+            update(&catalog, &name, |r| r.shadow = shadow.clone())?;
+            println!("{name}: shadow {version}");
+        }
+        ModelsCommand::Fallback { name, version } => {
+            let fallback = optional_version(&catalog, &name, &version)?;
+            update(&catalog, &name, |r| r.fallback = fallback.clone())?;
+            println!("{name}: fallback {version}");
+        }
+        ModelsCommand::Agreement { name, ledger } => {
+            let conn = ledger::open(&ledger, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let mut stmt = conn.prepare(
+                "SELECT model_version, shadow_version, COUNT(*), SUM(shadow_agrees) FROM decisions
+                 WHERE model = ?1 AND shadow_agrees IS NOT NULL
+                 GROUP BY model_version, shadow_version ORDER BY model_version, shadow_version",
+            )?;
+            let rows = stmt.query_map([&name], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            println!(
+                "{:<10} {:<8} {:>10} {:>10}",
+                "primary", "shadow", "compared", "agreement"
+            );
+            for row in rows {
+                let (primary, shadow, compared, agreed) = row?;
+                println!(
+                    "{primary:<10} {shadow:<8} {compared:>10} {:>9.2}%",
+                    100.0 * agreed as f64 / compared as f64
+                );
+            }
+        }
+        ModelsCommand::Drift {
+            name,
+            version,
+            window,
+            threshold,
+            ledger,
+            json,
+        } => {
+            let version = match version {
+                Some(v) => v,
+                None => {
+                    catalog
+                        .spec(&name, Some("stable"), Default::default())
+                        .or_else(|_| catalog.spec(&name, None, Default::default()))
+                        .map_err(|e| anyhow::anyhow!("{name}: {}", e.message))?
+                        .version
+                }
+            };
+            let baseline = Baseline::load(catalog.root(), &name, &version)?;
+            let conn = ledger::open(&ledger, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let rows: Vec<_> = ledger::recent_decisions(&conn, &name, &version, window)?
+                .into_iter()
+                .filter_map(|r| r.decision)
+                .filter(|d| !d.features.is_empty())
+                .map(|d| (d.features, d.prediction))
+                .collect();
+            let report = assess(&name, &version, &baseline, &rows, threshold);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_drift(&report, threshold);
+            }
+        }
     }
     Ok(())
+}
+
+fn print_drift(report: &DriftReport, threshold: f64) {
+    println!(
+        "{} v{}: {} recent decisions",
+        report.model, report.version, report.window
+    );
+    println!("{:<20} {:>8} {:>8}", "feature", "PSI", "KS");
+    for f in &report.features {
+        println!("{:<20} {:>8.3} {:>8.3}", f.name, f.psi, f.ks);
+    }
+    println!("{:<20} {:>8.3}", "prediction mix", report.prediction_psi);
+    if report.window < MIN_WINDOW {
+        println!("not enough decisions for a verdict (need {MIN_WINDOW})");
+    } else if report.drifted {
+        println!("DRIFT: a PSI exceeds {threshold}");
+    } else {
+        println!("no drift (every PSI ≤ {threshold})");
+    }
+}
+
+/// `off` → `None`; otherwise the version, which must exist.
+fn optional_version(
+    catalog: &DirCatalog,
+    name: &str,
+    version: &str,
+) -> anyhow::Result<Option<String>> {
+    if version == "off" {
+        return Ok(None);
+    }
+    require_version(catalog, name, version)?;
+    Ok(Some(version.to_string()))
 }
 
 fn require_version(catalog: &DirCatalog, name: &str, version: &str) -> anyhow::Result<()> {

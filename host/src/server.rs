@@ -16,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::drift::DriftMonitor;
 use crate::metering::ledger::Ledger;
 use crate::metering::metrics::Metrics;
 use crate::metering::prices::PriceTable;
@@ -37,6 +38,8 @@ pub struct Host {
     pub prices: PriceTable,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Live drift windows per model version.
+    pub drift: DriftMonitor,
     /// Milliseconds since `epoch` at the last request's arrival (for idle exit).
     pub last_request_ms: AtomicU64,
     /// When the host started.
@@ -72,6 +75,7 @@ impl Host {
                 .body(Bytes::from(self.metrics.render(
                     self.runtime.graphs().loaded_count(),
                     self.runtime.active(),
+                    &self.drift.reports(),
                 )))
                 .expect("static response parts are valid"),
             "health" => json_response(
@@ -108,10 +112,11 @@ impl Host {
             &self.function,
             &method,
             &route,
-            &invocation.stats,
+            (&invocation.stats, invocation.response.body()),
             &self.prices,
         );
         self.metrics.observe(&record);
+        self.drift.observe(&record);
         let mut response = invocation.response;
         if let Some(ledger) = &self.ledger {
             let cost = format!("{:.12} {}", record.cost, self.prices.currency);

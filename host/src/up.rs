@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use ember_function::catalog::DirCatalog;
 
+use crate::drift::DriftMonitor;
 use crate::metering::ledger::Ledger;
 use crate::metering::metrics::Metrics;
 use crate::metering::prices::PriceTable;
@@ -117,6 +118,7 @@ async fn serve(args: UpArgs, started: Instant) -> anyhow::Result<()> {
             .transpose()?
             .unwrap_or_default(),
         metrics: Metrics::default(),
+        drift: DriftMonitor::new(&args.models),
         last_request_ms: AtomicU64::new(0),
         epoch: Instant::now(),
     });

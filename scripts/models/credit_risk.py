@@ -1,5 +1,6 @@
 """credit-risk v1: logistic regression on synthetic loan applicants, exported to core-op ONNX."""
 
+import json
 import os
 
 import numpy as np
@@ -178,6 +179,16 @@ def build(version: str, rows: int, class_weight, C: float) -> None:
             "prediction": int(output.argmax()),
         })
     write_reference(os.path.join(out, "reference.json"), cases)
+
+    # Held-out applicants as requests: live traffic from the training distribution, for drift
+    # tests and demos (shift them to simulate drift).
+    holdout = [
+        {name: (int(v) if ftype == "integer" else float(v)) for (name, ftype, *_), v in zip(FEATURES, row)}
+        for row in x_test[:400]
+    ]
+    with open(os.path.join(out, "holdout.json"), "w") as f:
+        json.dump(holdout, f, separators=(",", ":"))
+        f.write("\n")
     print(f"credit-risk v{version}: AUC {auc:.4f}, accuracy {accuracy:.4f}, {len(cases)} reference cases")
 
 

@@ -3,6 +3,7 @@
 
 mod bad_requests;
 mod concurrency;
+mod decisions;
 mod isolation;
 mod lifecycle;
 mod metering;

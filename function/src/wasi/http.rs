@@ -115,6 +115,9 @@ fn send(out: ResponseOutparam, response: &Response) {
             version.as_bytes().to_vec(),
         ));
     }
+    for (name, value) in response.telemetry.iter().flat_map(|t| t.headers()) {
+        fields.push((name.to_string(), value.into_bytes()));
+    }
     let headers = Fields::from_list(&fields).expect("model names are valid header values");
     let outgoing = OutgoingResponse::new(headers);
     let _ = outgoing.set_status_code(response.status);

@@ -9,13 +9,14 @@ use std::thread::JoinHandle;
 use anyhow::Context as _;
 use rusqlite::{params, Connection, OpenFlags};
 
-use super::UsageRecord;
+use super::{Decision, UsageRecord};
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE invocations (
     id                TEXT PRIMARY KEY,
     started_at_us     INTEGER NOT NULL,
@@ -38,7 +39,26 @@ CREATE TABLE invocations (
     cost              REAL NOT NULL
 );
 CREATE INDEX invocations_by_time ON invocations (started_at_us);
-"#];
+"#,
+    r#"
+CREATE TABLE decisions (
+    invocation_id     TEXT PRIMARY KEY REFERENCES invocations (id),
+    model             TEXT NOT NULL,
+    model_version     TEXT NOT NULL,
+    started_at_us     INTEGER NOT NULL,
+    input_sha256      TEXT NOT NULL,
+    features          TEXT NOT NULL,
+    prediction        INTEGER,
+    output            TEXT NOT NULL,
+    shadow_version    TEXT,
+    shadow_prediction INTEGER,
+    shadow_agrees     INTEGER,
+    fallback_from     TEXT,
+    fallback_reason   TEXT
+);
+CREATE INDEX decisions_by_model ON decisions (model, model_version, started_at_us);
+"#,
+];
 
 type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
 
@@ -157,6 +177,12 @@ fn insert<'a>(
                 peak_memory_bytes, bytes_in, bytes_out, cost)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         )?;
+        let mut decisions = tx.prepare_cached(
+            "INSERT INTO decisions (invocation_id, model, model_version, started_at_us,
+                input_sha256, features, prediction, output, shadow_version, shadow_prediction,
+                shadow_agrees, fallback_from, fallback_reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
         for r in records {
             stmt.execute(params![
                 r.id,
@@ -179,20 +205,81 @@ fn insert<'a>(
                 r.bytes_out as i64,
                 r.cost,
             ])?;
+            // After its invocation: the decision references it.
+            if let Some(d) = &r.decision {
+                decisions.execute(params![
+                    r.id,
+                    r.model,
+                    r.model_version,
+                    r.started_at_us,
+                    d.input_sha256,
+                    serde_json::to_string(&d.features).unwrap_or_default(),
+                    d.prediction,
+                    d.output,
+                    d.shadow_version,
+                    d.shadow_prediction,
+                    d.shadow_agrees,
+                    d.fallback_from,
+                    d.fallback_reason,
+                ])?;
+            }
         }
     }
     tx.commit()
 }
 
+const SELECT_RECORDS: &str = "SELECT i.id, i.started_at_us, i.function, i.model, i.model_version,
+        i.method, i.route, i.status, i.failure, i.wall_us, i.cpu_us, i.fuel, i.infer_calls,
+        i.infer_us, i.infer_macs, i.peak_memory_bytes, i.bytes_in, i.bytes_out, i.cost,
+        d.input_sha256, d.features, d.prediction, d.output, d.shadow_version, d.shadow_prediction,
+        d.shadow_agrees, d.fallback_from, d.fallback_reason
+    FROM invocations i LEFT JOIN decisions d ON d.invocation_id = i.id";
+
 /// Reads records back, oldest first, within `[since, until)` (µs since the epoch).
 pub fn read(conn: &Connection, since_us: i64, until_us: i64) -> rusqlite::Result<Vec<UsageRecord>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, started_at_us, function, model, model_version, method, route, status, failure,
-                wall_us, cpu_us, fuel, infer_calls, infer_us, infer_macs, peak_memory_bytes,
-                bytes_in, bytes_out, cost
-         FROM invocations WHERE started_at_us >= ?1 AND started_at_us < ?2 ORDER BY started_at_us",
+    query(
+        conn,
+        &format!("{SELECT_RECORDS} WHERE i.started_at_us >= ?1 AND i.started_at_us < ?2 ORDER BY i.started_at_us"),
+        params![since_us, until_us],
+    )
+}
+
+/// One invocation by id.
+pub fn read_one(conn: &Connection, id: &str) -> rusqlite::Result<Option<UsageRecord>> {
+    Ok(query(
+        conn,
+        &format!("{SELECT_RECORDS} WHERE i.id = ?1"),
+        params![id],
+    )?
+    .pop())
+}
+
+/// The latest `limit` decided invocations of a model version, oldest first.
+pub fn recent_decisions(
+    conn: &Connection,
+    model: &str,
+    version: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<UsageRecord>> {
+    let mut records = query(
+        conn,
+        &format!(
+            "{SELECT_RECORDS} WHERE d.model = ?1 AND d.model_version = ?2
+             ORDER BY d.started_at_us DESC LIMIT ?3"
+        ),
+        params![model, version, limit as i64],
     )?;
-    let rows = stmt.query_map(params![since_us, until_us], |row| {
+    records.reverse();
+    Ok(records)
+}
+
+fn query(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<UsageRecord>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params, |row| {
         Ok(UsageRecord {
             id: row.get(0)?,
             started_at_us: row.get(1)?,
@@ -213,6 +300,20 @@ pub fn read(conn: &Connection, since_us: i64, until_us: i64) -> rusqlite::Result
             bytes_in: row.get::<_, i64>(16)? as u64,
             bytes_out: row.get::<_, i64>(17)? as u64,
             cost: row.get(18)?,
+            decision: match row.get::<_, Option<String>>(19)? {
+                None => None,
+                Some(input_sha256) => Some(Decision {
+                    input_sha256,
+                    features: serde_json::from_str(&row.get::<_, String>(20)?).unwrap_or_default(),
+                    prediction: row.get(21)?,
+                    output: row.get(22)?,
+                    shadow_version: row.get(23)?,
+                    shadow_prediction: row.get(24)?,
+                    shadow_agrees: row.get(25)?,
+                    fallback_from: row.get(26)?,
+                    fallback_reason: row.get(27)?,
+                }),
+            },
         })
     })?;
     rows.collect()

@@ -10,11 +10,27 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use super::UsageRecord;
+use crate::drift::DriftReport;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     model: String,
     version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FeatureLabels {
+    model: String,
+    version: String,
+    feature: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    model: String,
+    version: String,
+    shadow: String,
+    agree: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +52,10 @@ pub struct Metrics {
     cost: Family<ModelLabels, Counter<f64, AtomicU64>>,
     models_loaded: Gauge<i64, AtomicI64>,
     instances_active: Gauge<i64, AtomicI64>,
+    shadow: Family<ShadowLabels, Counter>,
+    drift_psi: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    drift_ks: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    drift_detected: Family<ModelLabels, Gauge<i64, AtomicI64>>,
 }
 
 /// Microsecond buckets from 10 µs to ~5 s.
@@ -88,6 +108,30 @@ impl Default for Metrics {
             "Function instances running now",
             instances_active.clone(),
         );
+        let shadow = Family::<ShadowLabels, Counter>::default();
+        let drift_psi = Family::<FeatureLabels, Gauge<f64, AtomicU64>>::default();
+        let drift_ks = Family::<FeatureLabels, Gauge<f64, AtomicU64>>::default();
+        let drift_detected = Family::<ModelLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "ember_shadow_comparisons",
+            "Shadow predictions compared with the returned one, by agreement",
+            shadow.clone(),
+        );
+        registry.register(
+            "ember_drift_psi",
+            "Population stability index of live inputs vs the training baseline (feature=prediction: the prediction mix)",
+            drift_psi.clone(),
+        );
+        registry.register(
+            "ember_drift_ks",
+            "Kolmogorov-Smirnov distance of live inputs vs the training baseline",
+            drift_ks.clone(),
+        );
+        registry.register(
+            "ember_drift_detected",
+            "1 when a model version's inputs or predictions drifted",
+            drift_detected.clone(),
+        );
         Self {
             registry,
             success,
@@ -97,6 +141,10 @@ impl Default for Metrics {
             cost,
             models_loaded,
             instances_active,
+            shadow,
+            drift_psi,
+            drift_ks,
+            drift_detected,
         }
     }
 }
@@ -132,12 +180,50 @@ impl Metrics {
                 .observe(record.infer_us as f64);
         }
         self.cost.get_or_create(&labels).inc_by(record.cost);
+        let decision = record.decision.as_ref();
+        if let Some((shadow, agrees)) =
+            decision.and_then(|d| Some((d.shadow_version.clone()?, d.shadow_agrees?)))
+        {
+            self.shadow
+                .get_or_create(&ShadowLabels {
+                    model: labels.model,
+                    version: labels.version,
+                    shadow,
+                    agree: agrees.to_string(),
+                })
+                .inc();
+        }
     }
 
     /// The exposition text, with gauges set to the given current values.
-    pub fn render(&self, models_loaded: usize, instances_active: u64) -> String {
+    pub fn render(
+        &self,
+        models_loaded: usize,
+        instances_active: u64,
+        drift: &[DriftReport],
+    ) -> String {
         self.models_loaded.set(models_loaded as i64);
         self.instances_active.set(instances_active as i64);
+        for report in drift {
+            let feature = |name: &str| FeatureLabels {
+                model: report.model.clone(),
+                version: report.version.clone(),
+                feature: name.to_string(),
+            };
+            for f in &report.features {
+                self.drift_psi.get_or_create(&feature(&f.name)).set(f.psi);
+                self.drift_ks.get_or_create(&feature(&f.name)).set(f.ks);
+            }
+            self.drift_psi
+                .get_or_create(&feature("prediction"))
+                .set(report.prediction_psi);
+            self.drift_detected
+                .get_or_create(&ModelLabels {
+                    model: report.model.clone(),
+                    version: report.version.clone(),
+                })
+                .set(i64::from(report.drifted));
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String does not fail");

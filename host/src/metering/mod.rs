@@ -52,19 +52,78 @@ pub struct UsageRecord {
     pub bytes_out: u64,
     /// Price of this invocation, in the price table's currency.
     pub cost: f64,
+    /// What the model decided, when a model version answered.
+    pub decision: Option<Decision>,
+}
+
+/// A model's decision, for the audit trail, drift monitoring and shadow comparison.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Decision {
+    /// SHA-256 of the request body, hex.
+    pub input_sha256: String,
+    /// The inputs as the model saw them (tabular row; image mean intensity).
+    pub features: Vec<f64>,
+    /// The predicted class, when the route made a prediction.
+    pub prediction: Option<i64>,
+    /// The reply body returned to the caller.
+    pub output: String,
+    /// Shadow version that saw a copy of the request.
+    pub shadow_version: Option<String>,
+    /// Its prediction.
+    pub shadow_prediction: Option<i64>,
+    /// Whether it agreed with the returned prediction.
+    pub shadow_agrees: Option<bool>,
+    /// The version that failed when a fallback answered.
+    pub fallback_from: Option<String>,
+    /// Why it failed.
+    pub fallback_reason: Option<String>,
+}
+
+impl Decision {
+    /// The decision in an invocation's reply, if a model version answered successfully.
+    pub fn from_invocation(stats: &InvocationStats, output: &[u8]) -> Option<Self> {
+        if stats.model.is_none() || stats.status >= 400 {
+            return None;
+        }
+        let telemetry = |name: &str| {
+            stats
+                .telemetry
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let shadow: Vec<&str> = telemetry("ember-x-shadow")
+            .map(|v| v.split(':').collect())
+            .unwrap_or_default();
+        let fallback = telemetry("ember-x-fallback").and_then(|v| v.split_once(':'));
+        Some(Self {
+            input_sha256: stats.input_sha256.clone(),
+            features: telemetry("ember-x-features")
+                .map(|v| v.split(',').filter_map(|f| f.parse().ok()).collect())
+                .unwrap_or_default(),
+            prediction: telemetry("ember-x-prediction").and_then(|v| v.parse().ok()),
+            output: String::from_utf8_lossy(output).into_owned(),
+            shadow_version: shadow.first().map(|v| v.to_string()),
+            shadow_prediction: shadow.get(1).and_then(|v| v.parse().ok()),
+            shadow_agrees: shadow.get(2).map(|v| *v == "1"),
+            fallback_from: fallback.map(|(v, _)| v.to_string()),
+            fallback_reason: fallback.map(|(_, r)| r.to_string()),
+        })
+    }
 }
 
 impl UsageRecord {
-    /// Builds the record of one invocation and prices it.
+    /// Builds the record of one invocation (with the reply body it returned) and prices it.
     pub fn new(
         id: String,
         started_at_us: i64,
         function: &str,
         method: &str,
         route: &str,
-        stats: &InvocationStats,
+        invocation: (&InvocationStats, &[u8]),
         prices: &prices::PriceTable,
     ) -> Self {
+        let (stats, output) = invocation;
         let mut record = Self {
             id,
             started_at_us,
@@ -85,6 +144,7 @@ impl UsageRecord {
             bytes_in: stats.bytes_in,
             bytes_out: stats.bytes_out,
             cost: 0.0,
+            decision: Decision::from_invocation(stats, output),
         };
         record.cost = prices.cost(&record).total();
         record

@@ -10,13 +10,14 @@ mod state;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
@@ -87,6 +88,10 @@ pub struct InvocationStats {
     pub bytes_in: u64,
     /// Response body bytes.
     pub bytes_out: u64,
+    /// SHA-256 of the request body, hex.
+    pub input_sha256: String,
+    /// The function's `ember-x-*` telemetry headers (stripped from the reply).
+    pub telemetry: Vec<(String, String)>,
 }
 
 /// A complete reply and its measurements.
@@ -95,6 +100,40 @@ pub struct Invocation {
     pub response: hyper::Response<Bytes>,
     /// What it cost.
     pub stats: InvocationStats,
+}
+
+/// Watches the request body stream by: counts its bytes and digests it.
+struct BodyTap {
+    bytes: Arc<AtomicU64>,
+    digest: Arc<Mutex<Sha256>>,
+}
+
+impl BodyTap {
+    fn observe(&self, data: &[u8]) {
+        self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.digest.lock().unwrap().update(data);
+    }
+}
+
+/// Removes the function's `ember-x-*` headers (host telemetry, never for clients) and returns them.
+fn take_telemetry(headers: &mut hyper::HeaderMap) -> Vec<(String, String)> {
+    let names: Vec<_> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("ember-x-"))
+        .cloned()
+        .collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let value = headers.remove(&name)?;
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect()
+}
+
+/// Lowercase hex of a digest.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the guest's task reports when it ends.
@@ -162,11 +201,13 @@ impl Runtime {
         let started = Instant::now();
         self.active.fetch_add(1, Ordering::Relaxed);
         let bytes_in = Arc::new(AtomicU64::new(0));
+        let digest = Arc::new(Mutex::new(Sha256::new()));
+        let input = BodyTap {
+            bytes: bytes_in.clone(),
+            digest: digest.clone(),
+        };
         let mut stats = InvocationStats::default();
-        let response = match self
-            .run(request, started, bytes_in.clone(), &mut stats)
-            .await
-        {
+        let mut response = match self.run(request, started, input, &mut stats).await {
             Ok(response) => response,
             Err(failure) => {
                 stats.failure = Some(failure.describe().1);
@@ -183,6 +224,8 @@ impl Runtime {
         };
         stats.model = header("ember-model");
         stats.model_version = header("ember-model-version");
+        stats.telemetry = take_telemetry(response.headers_mut());
+        stats.input_sha256 = hex(&std::mem::take(&mut *digest.lock().unwrap()).finalize());
         stats.status = response.status().as_u16();
         stats.bytes_in = bytes_in.load(Ordering::Relaxed);
         stats.bytes_out = response.body().len() as u64;
@@ -194,7 +237,7 @@ impl Runtime {
         &self,
         request: hyper::Request<Incoming>,
         started: Instant,
-        bytes_in: Arc<AtomicU64>,
+        input: BodyTap,
         stats: &mut InvocationStats,
     ) -> Result<hyper::Response<Bytes>, Failure> {
         let deadline = self.config.deadline;
@@ -209,7 +252,7 @@ impl Runtime {
         let request = request.map(|body| {
             body.map_frame(move |frame| {
                 if let Some(data) = frame.data_ref() {
-                    bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    input.observe(data);
                 }
                 frame
             })
