@@ -234,17 +234,21 @@ impl<C: Catalog, I: Inference> App<C, I> {
         let (spec, result, fallback) = match self.classify(&spec, input) {
             Ok(result) => (spec, result, None),
             Err(error) if error.status >= 500 => {
-                let Some(backup) = routing.fallback.as_deref().filter(|v| *v != spec.version)
-                else {
-                    return Err(error);
-                };
-                let backup = self.spec(name, Some(backup), request.pick)?;
-                let result = self.classify(&backup, preprocess(&backup, &body)?)?;
-                (
-                    backup,
-                    result,
-                    Some((spec.version.clone(), error.code.to_string())),
-                )
+                let failed = (spec.version.clone(), error.code.to_string());
+                match routing.fallback.as_deref().filter(|v| *v != spec.version) {
+                    Some(backup) => {
+                        let backup = self.spec(name, Some(backup), request.pick)?;
+                        let result = self.classify(&backup, preprocess(&backup, &body)?);
+                        match result {
+                            Ok(result) => (backup, result, Some(failed)),
+                            Err(_) => {
+                                return default_answer(&routing, &spec, failed, features)
+                                    .ok_or(error)
+                            }
+                        }
+                    }
+                    None => return default_answer(&routing, &spec, failed, features).ok_or(error),
+                }
             }
             Err(error) => return Err(error),
         };
@@ -336,6 +340,37 @@ impl<C: Catalog, I: Inference> App<C, I> {
             v2::infer_response(&spec, &infer, &outputs),
         ))
     }
+}
+
+/// The model's declared default answer, marked as a fallback, when it has one.
+fn default_answer(
+    routing: &crate::routing::Routing,
+    spec: &ModelSpec,
+    failed: (String, String),
+    features: Vec<f64>,
+) -> Option<Response> {
+    let answer = routing.default_answer.as_ref()?;
+    let body = fallback_answer(answer, &spec.name, &failed.0, &failed.1);
+    let mut response = Response::from_model(spec, body);
+    response.telemetry = Some(Telemetry {
+        features,
+        prediction: answer["prediction"].as_u64().unwrap_or_default() as usize,
+        shadow: None,
+        fallback: Some(failed),
+    });
+    Some(response)
+}
+
+/// A declared default answer as a reply: the answer's fields plus `model` and a `fallback` mark.
+pub fn fallback_answer(answer: &Value, model: &str, failed_version: &str, reason: &str) -> Value {
+    let mut body = match answer {
+        Value::Object(fields) => Value::Object(fields.clone()),
+        other => json!({ "prediction": other }),
+    };
+    body["model"] = json!(model);
+    body["fallback"] =
+        json!({ "from_version": failed_version, "reason": reason, "default_answer": true });
+    body
 }
 
 /// The model's preprocessing: named features or an image into its input tensor.

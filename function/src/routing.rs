@@ -28,6 +28,10 @@ pub struct Routing {
     /// The version that answers when the chosen one fails (marked as a fallback in the reply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// A declared answer (JSON object) for when the chosen version fails and no fallback version
+    /// answers, or the function runs past its deadline (the host answers it then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_answer: Option<serde_json::Value>,
 }
 
 /// One version's share of a split.
@@ -115,6 +119,7 @@ mod tests {
             history: vec![],
             shadow: None,
             fallback: None,
+            default_answer: None,
         }
     }
 

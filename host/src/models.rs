@@ -1,4 +1,4 @@
-//! `ember models list | promote | rollback | split | shadow | fallback`: version routing, written
+//! `ember models list | promote | rollback | split | shadow | fallback | default-answer`: version routing, written
 //! atomically to `models/<name>/routing.json`. The function reads it on every request, so a change
 //! applies to the next request with no restart and no failed request. `ember models agreement`
 //! and `ember models drift` read the ledger's decisions.
@@ -62,6 +62,14 @@ pub enum ModelsCommand {
         name: String,
         /// Fallback version, or `off`.
         version: String,
+    },
+    /// A declared answer (JSON object) for when the chosen version fails or times out; `off`
+    /// removes it.
+    DefaultAnswer {
+        /// Model name.
+        name: String,
+        /// The answer, e.g. `{"prediction": 1, "label": "default"}`, or `off`.
+        answer: String,
     },
     /// How often the shadow version agreed with the returned predictions (from the ledger).
     Agreement {
@@ -158,6 +166,23 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             let fallback = optional_version(&catalog, &name, &version)?;
             update(&catalog, &name, |r| r.fallback = fallback.clone())?;
             println!("{name}: fallback {version}");
+        }
+        ModelsCommand::DefaultAnswer { name, answer } => {
+            let answer = match answer.as_str() {
+                "off" => None,
+                json => Some(
+                    serde_json::from_str::<serde_json::Value>(json)
+                        .context("the answer must be JSON")?,
+                ),
+            };
+            if answer.as_ref().is_some_and(|a| !a.is_object()) {
+                bail!("the default answer must be a JSON object");
+            }
+            update(&catalog, &name, |r| r.default_answer = answer.clone())?;
+            println!(
+                "{name}: default answer {}",
+                answer.map(|a| a.to_string()).unwrap_or("off".into())
+            );
         }
         ModelsCommand::Agreement { name, ledger } => {
             let conn = ledger::open(&ledger, OpenFlags::SQLITE_OPEN_READ_ONLY)?;

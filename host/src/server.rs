@@ -21,7 +21,9 @@ use crate::metering::ledger::Ledger;
 use crate::metering::metrics::Metrics;
 use crate::metering::prices::PriceTable;
 use crate::metering::UsageRecord;
-use crate::runtime::{json_response, Runtime};
+use crate::runtime::{json_response, Invocation, Runtime};
+use ember_function::app::fallback_answer;
+use ember_function::catalog::{Catalog as _, DirCatalog};
 
 /// The prefix of host endpoints; function routes never start with it.
 pub const HOST_PREFIX: &str = "/-/";
@@ -40,6 +42,10 @@ pub struct Host {
     pub metrics: Metrics,
     /// Live drift windows per model version.
     pub drift: DriftMonitor,
+    /// The models directory, for routing (declared default answers on timeouts).
+    pub catalog: DirCatalog,
+    /// The model `POST /predict` serves.
+    pub default_model: String,
     /// Milliseconds since `epoch` at the last request's arrival (for idle exit).
     pub last_request_ms: AtomicU64,
     /// When the host started.
@@ -104,7 +110,10 @@ impl Host {
             .map(|d| d.as_micros() as i64)
             .unwrap_or_default();
         let method = request.method().to_string();
-        let invocation = self.runtime.invoke(request).await;
+        let mut invocation = self.runtime.invoke(request).await;
+        if invocation.stats.failure == Some("deadline_exceeded") {
+            self.answer_by_default(&route, &mut invocation);
+        }
         let id = uuid::Uuid::now_v7().to_string();
         let record = UsageRecord::new(
             id,
@@ -142,6 +151,40 @@ impl Host {
             }
         }
         response
+    }
+}
+
+impl Host {
+    /// Replaces a timed-out prediction with the model's declared default answer, if it has one.
+    fn answer_by_default(&self, route: &str, invocation: &mut Invocation) {
+        let segments: Vec<&str> = route.trim_matches('/').split('/').collect();
+        let model = match segments.as_slice() {
+            ["predict"] => self.default_model.as_str(),
+            ["models", name, "predict"] | ["models", name, "versions", _, "predict"] => name,
+            _ => return,
+        };
+        let routing = self.catalog.routing(model);
+        let Some(answer) = &routing.default_answer else {
+            return;
+        };
+        let version = routing.stable().unwrap_or_default().to_string();
+        let body = fallback_answer(answer, model, &version, "deadline_exceeded");
+        invocation.response = json_response(200, body);
+        let stats = &mut invocation.stats;
+        stats.status = 200;
+        stats.bytes_out = invocation.response.body().len() as u64;
+        stats.model = Some(model.to_string());
+        stats.model_version = Some(version.clone());
+        stats.telemetry = vec![
+            (
+                "ember-x-prediction".into(),
+                answer["prediction"].to_string(),
+            ),
+            (
+                "ember-x-fallback".into(),
+                format!("{version}:deadline_exceeded"),
+            ),
+        ];
     }
 }
 

@@ -119,6 +119,8 @@ async fn serve(args: UpArgs, started: Instant) -> anyhow::Result<()> {
             .unwrap_or_default(),
         metrics: Metrics::default(),
         drift: DriftMonitor::new(&args.models),
+        catalog: DirCatalog::new(&args.models),
+        default_model: args.default_model.clone(),
         last_request_ms: AtomicU64::new(0),
         epoch: Instant::now(),
     });

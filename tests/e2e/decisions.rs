@@ -165,6 +165,60 @@ fn a_failing_version_falls_back_and_says_so() {
     .unwrap();
     assert_eq!(audit["decision"]["fallback_from"], "3");
     assert_eq!(audit["model_version"], "1");
+
+    // Without a fallback version, a declared default answer stands in.
+    ember(&["models", "--models", dir, "fallback", "credit-risk", "off"]);
+    ember(&[
+        "models",
+        "--models",
+        dir,
+        "default-answer",
+        "credit-risk",
+        r#"{"prediction": 1, "label": "default"}"#,
+    ]);
+    let reply = server.post_json_full("/models/credit-risk/predict", applicant);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["label"], "default");
+    assert_eq!(reply.body["fallback"]["default_answer"], true);
+    assert_eq!(reply.body["fallback"]["from_version"], "3");
+}
+
+#[test]
+fn a_timed_out_prediction_gets_the_declared_default_answer() {
+    // A model whose function never answers in time (the misbehaving guest loops on `?loop`).
+    let models = scratch_dir("slow-models");
+    std::fs::create_dir_all(models.join("slowpoke")).unwrap();
+    std::fs::write(
+        models.join("slowpoke/routing.json"),
+        r#"{"aliases": {"stable": "1"}, "default_answer": {"prediction": 0, "label": "approve"}}"#,
+    )
+    .unwrap();
+    let ledger = scratch_dir("slow-ledger").join("usage.db");
+    let server = Server::start(&[
+        "--component",
+        env!("EMBER_MISBEHAVE_WASM"),
+        "--deadline-ms",
+        "300",
+        "--models",
+        models.to_str().unwrap(),
+        "--ledger",
+        ledger.to_str().unwrap(),
+    ]);
+    let reply = server.post_json_full("/models/slowpoke/predict?loop", &json!({}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["label"], "approve");
+    assert_eq!(reply.body["fallback"]["reason"], "deadline_exceeded");
+    let audit: Value = serde_json::from_str(&ember(&[
+        "audit",
+        &reply.headers["ember-invocation-id"],
+        "--ledger",
+        ledger.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(audit["failure"], "deadline_exceeded");
+    assert_eq!(audit["decision"]["fallback_reason"], "deadline_exceeded");
+    // A model without a declared answer still gets the plain 504.
+    assert_eq!(server.get("/loop").0, 504);
 }
 
 #[test]

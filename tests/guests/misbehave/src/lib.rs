@@ -1,6 +1,6 @@
 //! A guest that misbehaves on purpose, so tests can prove the host survives it:
-//! `/loop` spins forever, `/trap` hits `unreachable`, `/grow` allocates until memory runs out,
-//! anything else answers 200.
+//! `/loop` (or any path with the query `?loop`) spins forever, `/trap` hits `unreachable`,
+//! `/grow` allocates until memory runs out, anything else answers 200.
 
 #![cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 
@@ -17,7 +17,7 @@ wasip2::http::proxy::export!(Misbehave);
 impl wasip2::exports::http::incoming_handler::Guest for Misbehave {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         match request.path_with_query().unwrap_or_default().as_str() {
-            "/loop" => {
+            p if p == "/loop" || p.ends_with("?loop") => {
                 let mut n: u64 = 0;
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
