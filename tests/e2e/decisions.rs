@@ -2,37 +2,11 @@
 //! returned), fallbacks for failing versions, and drift detection against the training baseline.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::support::{repo_root, scratch_dir, Server};
-
-fn models_copy() -> std::path::PathBuf {
-    let dir = scratch_dir("models");
-    assert!(Command::new("cp")
-        .arg("-r")
-        .arg(repo_root().join("models"))
-        .arg(&dir)
-        .status()
-        .unwrap()
-        .success());
-    dir.join("models")
-}
-
-fn ember(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "ember {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
+use crate::support::{ember, models_copy, repo_root, scratch_dir, Server};
 
 fn start(models: &Path, ledger: &Path) -> Server {
     Server::start(&[

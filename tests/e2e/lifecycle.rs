@@ -2,39 +2,18 @@
 //! request and no restart, sticky weighted splits, and versions added while serving.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{assert_close, repo_root, scratch_dir, Server};
-
-/// A private copy of the bundled models, so routing changes stay in this test.
-fn models_copy() -> std::path::PathBuf {
-    let dir = scratch_dir("models");
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(repo_root().join("models"))
-        .arg(&dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    dir.join("models")
-}
+use crate::support::{assert_close, ember, models_copy, Server};
 
 fn ember_models(models: &Path, args: &[&str]) {
-    let output = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(["models", "--models", models.to_str().unwrap()])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "ember models {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut all = vec!["models", "--models", models.to_str().unwrap()];
+    all.extend_from_slice(args);
+    ember(&all);
 }
 
 fn cases(models: &Path, version: &str) -> Vec<Value> {

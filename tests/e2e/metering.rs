@@ -2,14 +2,13 @@
 //! record), `ember usage` totals and Prometheus metrics checked with a real exposition parser.
 
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use crate::support::{reference_cases, scratch_dir, Server};
+use crate::support::{ember, reference_cases, scratch_dir, Server};
 
 fn ledger_args(db: &std::path::Path) -> Vec<String> {
     vec!["--ledger".into(), db.display().to_string()]
@@ -210,25 +209,10 @@ fn ember_usage_and_metrics_count_exactly_what_was_sent() {
     }
     drop(server); // the ledger is flushed on exit; replies were already durable
 
+    let ledger = db.to_str().unwrap();
     let usage = |by: &str| -> Vec<Value> {
-        let output = Command::new(env!("CARGO_BIN_EXE_ember"))
-            .args([
-                "usage",
-                "--ledger",
-                db.to_str().unwrap(),
-                "--by",
-                by,
-                "--format",
-                "json",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice::<Value>(&output.stdout)
+        let json = ember(&["usage", "--ledger", ledger, "--by", by, "--format", "json"]);
+        serde_json::from_str::<Value>(&json)
             .unwrap()
             .as_array()
             .unwrap()
@@ -258,19 +242,9 @@ fn ember_usage_and_metrics_count_exactly_what_was_sent() {
         by_status,
         HashMap::from([("200".to_string(), 11), ("422".to_string(), 3)])
     );
-    let table = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args([
-            "usage",
-            "--ledger",
-            db.to_str().unwrap(),
-            "--by",
-            "route",
-            "--format",
-            "csv",
-        ])
-        .output()
-        .unwrap();
-    let csv = String::from_utf8(table.stdout).unwrap();
+    let csv = ember(&[
+        "usage", "--ledger", ledger, "--by", "route", "--format", "csv",
+    ]);
     assert!(csv.starts_with("group,count,errors"), "{csv}");
     assert!(
         csv.contains("POST /models/credit-risk/predict,10,3,"),

@@ -260,3 +260,30 @@ pub fn assert_close(actual: &Value, expected: &Value, tolerance: f64, what: &str
         );
     }
 }
+
+/// A private copy of the bundled models, so routing changes stay in one test.
+pub fn models_copy() -> PathBuf {
+    let dir = scratch_dir("models");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(repo_root().join("models"))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir.join("models")
+}
+
+/// Runs the `ember` CLI and returns its standard output; fails the test if it fails.
+pub fn ember(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ember {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}

@@ -13,10 +13,9 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use serde_json::Value;
 use wasmtime_wasi_nn::backend::NamedTensor;
-use wasmtime_wasi_nn::wit::TensorType;
-use wasmtime_wasi_nn::Tensor;
 
 use self::client::Probe;
+use crate::nn::fp32_tensor_from_json;
 use crate::nn::tract::TractPlan;
 use crate::stats::Samples;
 
@@ -241,34 +240,17 @@ fn native_floor(models: &Path, model: &str) -> anyhow::Result<Samples> {
     let bytes = std::fs::read(models.join(model).join("1").join("model.onnx"))?;
     let plan = TractPlan::parse(&bytes)?;
     let case = reference_case(models, model)?;
-    let inputs = || -> Vec<NamedTensor> {
+    let inputs = || -> anyhow::Result<Vec<NamedTensor>> {
         case["inputs"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|input| {
-                let dims = input["shape"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_u64().unwrap() as u32)
-                    .collect();
-                let data = input["data"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .flat_map(|v| (v.as_f64().unwrap() as f32).to_le_bytes())
-                    .collect();
-                NamedTensor {
-                    name: input["name"].as_str().unwrap().to_string(),
-                    tensor: Tensor::new(dims, TensorType::Fp32, data),
-                }
-            })
+            .map(fp32_tensor_from_json)
             .collect()
     };
     let mut samples = Samples::default();
     for i in 0..3000 {
-        let input = inputs();
+        let input = inputs()?;
         let t = Instant::now();
         plan.run(input)?;
         if i >= 300 {

@@ -252,23 +252,8 @@ fn invalid(message: String) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::fp32_tensor_from_json;
     use serde_json::Value;
-
-    fn tensor_of(value: &Value) -> Tensor {
-        let dims = value["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as u32)
-            .collect();
-        let data = value["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|v| (v.as_f64().unwrap() as f32).to_le_bytes())
-            .collect();
-        Tensor::new(dims, TensorType::Fp32, data)
-    }
 
     #[test]
     fn bundled_models_match_their_onnxruntime_reference_outputs() {
@@ -282,14 +267,9 @@ mod tests {
                 serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap())
                     .unwrap();
             for case in reference["cases"].as_array().unwrap() {
-                let input = &case["inputs"][0];
-                let outputs = plan
-                    .run(vec![NamedTensor {
-                        name: input["name"].as_str().unwrap().into(),
-                        tensor: tensor_of(input),
-                    }])
-                    .unwrap();
-                let expected = tensor_of(&case["outputs"][0]);
+                let input = fp32_tensor_from_json(&case["inputs"][0]).unwrap();
+                let outputs = plan.run(vec![input]).unwrap();
+                let expected = fp32_tensor_from_json(&case["outputs"][0]).unwrap().tensor;
                 assert_eq!(
                     outputs[0].name,
                     case["outputs"][0]["name"].as_str().unwrap()
