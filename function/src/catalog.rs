@@ -70,6 +70,10 @@ impl DirCatalog {
     }
 }
 
+/// Where hosts mount the models directory for the function (read-only): Ember's preopen,
+/// `wasmtime serve --dir models::/models`, Spin's `files = [{ source = "models", destination = "/models" }]`.
+pub const GUEST_MODELS_DIR: &str = "/models";
+
 /// The spec file the catalog reads per version.
 pub const SPEC_FILE: &str = "model.json";
 

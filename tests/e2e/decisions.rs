@@ -17,6 +17,10 @@ fn start(models: &Path, ledger: &Path) -> Server {
     ])
 }
 
+fn audit(id: &str, ledger: &Path) -> Value {
+    serde_json::from_str(&ember(&["audit", id, "--ledger", ledger.to_str().unwrap()])).unwrap()
+}
+
 fn holdout() -> Vec<Value> {
     let text =
         std::fs::read_to_string(repo_root().join("models/credit-risk/1/holdout.json")).unwrap();
@@ -36,8 +40,7 @@ fn every_decision_is_traceable_with_ember_audit() {
         reply.headers
     );
     let id = &reply.headers["ember-invocation-id"];
-    let audit: Value =
-        serde_json::from_str(&ember(&["audit", id, "--ledger", ledger.to_str().unwrap()])).unwrap();
+    let audit = audit(id, &ledger);
     assert_eq!(audit["id"], *id);
     assert_eq!(audit["model"], "credit-risk");
     assert_eq!(audit["model_version"], "1");
@@ -130,13 +133,7 @@ fn a_failing_version_falls_back_and_says_so() {
     assert_eq!(reply.body["model_version"], "1");
     assert_eq!(reply.body["fallback"]["from_version"], "3");
     assert_eq!(reply.body["fallback"]["reason"], "model_not_ready");
-    let audit: Value = serde_json::from_str(&ember(&[
-        "audit",
-        &reply.headers["ember-invocation-id"],
-        "--ledger",
-        ledger.to_str().unwrap(),
-    ]))
-    .unwrap();
+    let audit = audit(&reply.headers["ember-invocation-id"], &ledger);
     assert_eq!(audit["decision"]["fallback_from"], "3");
     assert_eq!(audit["model_version"], "1");
 
@@ -182,13 +179,7 @@ fn a_timed_out_prediction_gets_the_declared_default_answer() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["label"], "approve");
     assert_eq!(reply.body["fallback"]["reason"], "deadline_exceeded");
-    let audit: Value = serde_json::from_str(&ember(&[
-        "audit",
-        &reply.headers["ember-invocation-id"],
-        "--ledger",
-        ledger.to_str().unwrap(),
-    ]))
-    .unwrap();
+    let audit = audit(&reply.headers["ember-invocation-id"], &ledger);
     assert_eq!(audit["failure"], "deadline_exceeded");
     assert_eq!(audit["decision"]["fallback_reason"], "deadline_exceeded");
     // A model without a declared answer still gets the plain 504.

@@ -32,9 +32,7 @@ pub use self::failure::{json_response, Failure};
 use self::state::{DenyOutbound, HostState, MemoryLimiter};
 use crate::nn::metered::{InferenceMeter, InferenceTotals};
 use crate::nn::registry::{GraphStore, RequestGraphs};
-
-/// Where the guest sees the models directory.
-pub const GUEST_MODELS_DIR: &str = "/models";
+use ember_function::catalog::GUEST_MODELS_DIR;
 
 /// Fuel an invocation starts with: far beyond any request; the deadline is the real limit.
 const FUEL_BUDGET: u64 = u64::MAX / 2;
