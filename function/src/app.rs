@@ -180,9 +180,14 @@ impl<C: Catalog, I: Inference> App<C, I> {
     /// Looks a model version up and remembers it for the reply's attribution.
     fn spec(&self, name: &str, version: Option<&str>, pick: Pick) -> Result<ModelSpec, ApiError> {
         let spec = self.catalog.spec(name, version, pick)?;
+        self.remember(&spec);
+        Ok(spec)
+    }
+
+    /// The model version an error reply will be attributed to.
+    fn remember(&self, spec: &ModelSpec) {
         self.resolved
             .set(Some((spec.name.clone(), spec.version.clone())));
-        Ok(spec)
     }
 
     fn route(&self, request: &Request, segments: &[&str]) -> Result<Response, ApiError> {
@@ -226,8 +231,10 @@ impl<C: Catalog, I: Inference> App<C, I> {
         version: Option<&str>,
     ) -> Result<Response, ApiError> {
         let routing = self.catalog.routing(name);
-        let chosen = version.or_else(|| routing.choose(request.pick));
-        let spec = self.spec(name, chosen, request.pick)?;
+        let spec = self
+            .catalog
+            .spec_routed(name, version, &routing, request.pick)?;
+        self.remember(&spec);
         let body = json_body(request)?;
         let input = preprocess(&spec, &body)?;
         let features = drift_features(&spec, &input);
@@ -235,18 +242,13 @@ impl<C: Catalog, I: Inference> App<C, I> {
             Ok(result) => (spec, result, None),
             Err(error) if error.status >= 500 => {
                 let failed = (spec.version.clone(), error.code.to_string());
-                match routing.fallback.as_deref().filter(|v| *v != spec.version) {
-                    Some(backup) => {
-                        let backup = self.spec(name, Some(backup), request.pick)?;
-                        let result = self.classify(&backup, preprocess(&backup, &body)?);
-                        match result {
-                            Ok(result) => (backup, result, Some(failed)),
-                            Err(_) => {
-                                return default_answer(&routing, &spec, failed, features)
-                                    .ok_or(error)
-                            }
-                        }
-                    }
+                match routing
+                    .fallback
+                    .as_deref()
+                    .filter(|v| *v != spec.version)
+                    .and_then(|v| self.run_version(name, v, &body).ok())
+                {
+                    Some((backup, result)) => (backup, result, Some(failed)),
                     None => return default_answer(&routing, &spec, failed, features).ok_or(error),
                 }
             }
@@ -285,6 +287,18 @@ impl<C: Catalog, I: Inference> App<C, I> {
         classify(spec, &outputs)
     }
 
+    /// Preprocesses and classifies `body` with another version of the model (fallback, shadow).
+    fn run_version(
+        &self,
+        name: &str,
+        version: &str,
+        body: &Value,
+    ) -> Result<(ModelSpec, Classification), ApiError> {
+        let spec = self.catalog.spec(name, Some(version), Pick::default())?;
+        let result = self.classify(&spec, preprocess(&spec, body)?)?;
+        Ok((spec, result))
+    }
+
     /// Runs the shadow version on the same request; its failures never reach the caller.
     fn shadow(
         &self,
@@ -293,11 +307,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
         body: &Value,
         returned: usize,
     ) -> Option<ShadowResult> {
-        let spec = self
-            .catalog
-            .spec(name, Some(version), Pick::default())
-            .ok()?;
-        let result = self.classify(&spec, preprocess(&spec, body).ok()?).ok()?;
+        let (spec, result) = self.run_version(name, version, body).ok()?;
         Some(ShadowResult {
             version: spec.version,
             prediction: result.prediction,

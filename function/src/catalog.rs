@@ -21,9 +21,25 @@ pub struct ModelVersions {
 /// Where the function looks up model specs.
 pub trait Catalog {
     /// The spec of `name` at `version` — a number or an alias such as `stable` — or, when
-    /// `version` is `None`, at the version the model's routing picks (split, else `stable`, else
-    /// the newest).
-    fn spec(&self, name: &str, version: Option<&str>, pick: Pick) -> Result<ModelSpec, ApiError>;
+    /// `version` is `None`, at the version `routing` picks (split, else `stable`, else the newest).
+    fn spec_routed(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        routing: &Routing,
+        pick: Pick,
+    ) -> Result<ModelSpec, ApiError>;
+
+    /// [`Catalog::spec_routed`] with the model's own routing, read only when the version is not
+    /// a plain number.
+    fn spec(&self, name: &str, version: Option<&str>, pick: Pick) -> Result<ModelSpec, ApiError> {
+        match version {
+            Some(v) if is_valid_version(v) => {
+                self.spec_routed(name, version, &Routing::default(), pick)
+            }
+            _ => self.spec_routed(name, version, &self.routing(name), pick),
+        }
+    }
     /// Every model with its versions, sorted by name.
     fn models(&self) -> Vec<ModelVersions>;
     /// A model's routing (aliases, split, shadow, fallback); the default when it has none.
@@ -96,7 +112,13 @@ pub fn is_valid_version(version: &str) -> bool {
 }
 
 impl Catalog for DirCatalog {
-    fn spec(&self, name: &str, version: Option<&str>, pick: Pick) -> Result<ModelSpec, ApiError> {
+    fn spec_routed(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        routing: &Routing,
+        pick: Pick,
+    ) -> Result<ModelSpec, ApiError> {
         let unknown_model = || {
             ApiError::not_found("unknown_model", format!("no model named '{name}'"))
                 .with_field("model")
@@ -113,14 +135,13 @@ impl Catalog for DirCatalog {
         }
         let version = match version {
             Some(v) if is_valid_version(v) => v.to_string(),
-            Some(alias) if is_valid_name(alias) => self
-                .routing(name)
+            Some(alias) if is_valid_name(alias) => routing
                 .aliases
                 .get(alias)
                 .cloned()
                 .ok_or_else(|| unknown_version(alias))?,
             Some(v) => return Err(unknown_version(v)),
-            None => match self.routing(name).choose(pick) {
+            None => match routing.choose(pick) {
                 Some(v) => v.to_string(),
                 None => self.versions_of(name).pop().ok_or_else(unknown_model)?,
             },

@@ -100,6 +100,23 @@ pub struct Invocation {
     pub stats: InvocationStats,
 }
 
+/// Counts an invocation as active until dropped — also when a client hangs up and hyper drops
+/// the invocation's future midway.
+struct ActiveGuard<'a>(&'a AtomicU64);
+
+impl<'a> ActiveGuard<'a> {
+    fn enter(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Watches the request body stream by: counts its bytes and digests it.
 struct BodyTap {
     bytes: Arc<AtomicU64>,
@@ -197,7 +214,7 @@ impl Runtime {
     /// host-side failures become JSON error replies.
     pub async fn invoke(&self, request: hyper::Request<Incoming>) -> Invocation {
         let started = Instant::now();
-        self.active.fetch_add(1, Ordering::Relaxed);
+        let _active = ActiveGuard::enter(&self.active);
         let bytes_in = Arc::new(AtomicU64::new(0));
         let digest = Arc::new(Mutex::new(Sha256::new()));
         let input = BodyTap {
@@ -212,7 +229,6 @@ impl Runtime {
                 failure.response()
             }
         };
-        self.active.fetch_sub(1, Ordering::Relaxed);
         let header = |name| {
             response
                 .headers()
