@@ -1,15 +1,15 @@
 //! Builds the guest components (`wasm32-wasip2`) with the host, so `cargo build --release` at the
-//! root yields both `ember` and the function it serves. The nested cargo uses its own target dir
-//! (`target/wasm`, the path spin.toml names) so it never contends for the outer build's lock.
+//! root yields both `ember` and the functions it serves: the wasi-nn variant and the misbehaving
+//! test guest into `target/wasm`, and the embedded variant (tract inside the guest, for hosts
+//! without wasi-nn) into `target/wasm-embedded`, before `ember preinit` snapshots it. Nested cargo
+//! runs use their own target dirs, so they never contend for the outer build's lock, and the two
+//! variants of `ember-function` never overwrite each other.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Guest packages built here, and the `.wasm` each produces.
-const GUESTS: &[(&str, &str)] = &[
-    ("ember-function", "ember_function.wasm"),
-    ("ember-misbehave", "ember_misbehave.wasm"),
-];
+/// Where a guest's `.wasm` lands under a nested target dir.
+const WASM_OUT: &str = "wasm32-wasip2/release";
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -24,38 +24,46 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    let target_dir = root.join("target").join("wasm");
-    build_guests(&root, &target_dir);
-    let out = target_dir.join("wasm32-wasip2").join("release");
-    println!(
-        "cargo:rustc-env=EMBER_FUNCTION_WASM={}",
-        out.join(GUESTS[0].1).display()
+    let target = root.join("target");
+    let wasi_nn = target.join("wasm");
+    build_guests(
+        &root,
+        &wasi_nn,
+        &["-p", "ember-function", "-p", "ember-misbehave"],
     );
-    println!(
-        "cargo:rustc-env=EMBER_MISBEHAVE_WASM={}",
-        out.join(GUESTS[1].1).display()
+    let embedded = target.join("wasm-embedded");
+    build_guests(
+        &root,
+        &embedded,
+        &["-p", "ember-function", "--features", "embedded"],
     );
+    for (name, dir, file) in [
+        ("EMBER_FUNCTION_WASM", &wasi_nn, "ember_function.wasm"),
+        ("EMBER_MISBEHAVE_WASM", &wasi_nn, "ember_misbehave.wasm"),
+        ("EMBER_EMBEDDED_WASM", &embedded, "ember_function.wasm"),
+    ] {
+        println!(
+            "cargo:rustc-env={name}={}",
+            dir.join(WASM_OUT).join(file).display()
+        );
+    }
 }
 
-fn build_guests(root: &Path, target_dir: &Path) {
+fn build_guests(root: &Path, target_dir: &Path, packages: &[&str]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
+    let status = Command::new(cargo)
         .current_dir(root)
         .args(["build", "--release", "--target", "wasm32-wasip2"])
         .arg("--target-dir")
         .arg(target_dir)
+        .args(packages)
         // Guests ship without debug info; the host's profile keeps line tables for backtraces.
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "true")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET");
-    for (package, _) in GUESTS {
-        command.args(["-p", package]);
-    }
-    let status = command
+        .env_remove("CARGO_BUILD_TARGET")
         .status()
         .expect("failed to run cargo for the guest components");
     if !status.success() {

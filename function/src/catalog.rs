@@ -93,6 +93,9 @@ pub const GUEST_MODELS_DIR: &str = "/models";
 /// The spec file the catalog reads per version.
 pub const SPEC_FILE: &str = "model.json";
 
+/// The ONNX graph of a version.
+pub const GRAPH_FILE: &str = "model.onnx";
+
 /// Model names are lowercase ASCII words with `-`, `_` or `.`; they never form a path.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()

@@ -14,6 +14,8 @@ pub mod routing;
 pub mod spec;
 pub mod tabular;
 pub mod tensor;
+#[cfg(feature = "tract")]
+pub mod tract;
 pub mod v2;
 pub mod vision;
 

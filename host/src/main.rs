@@ -3,9 +3,11 @@
 mod audit;
 mod bench;
 mod drift;
+mod manifest;
 mod metering;
 mod models;
 mod nn;
+mod preinit;
 mod runtime;
 mod server;
 mod stats;
@@ -37,6 +39,10 @@ enum Command {
     Models(models::ModelsArgs),
     /// Everything recorded about one invocation: usage, input digest, output, model version.
     Audit(audit::AuditArgs),
+    /// Check a spin.toml and show what Ember serves from it.
+    Manifest(manifest::ManifestArgs),
+    /// Pre-initialize the embedded function with the models (for Spin and `wasmtime serve`).
+    Preinit(preinit::PreinitArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,5 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::Usage(args) => metering::usage::run(args),
         Command::Models(args) => models::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Preinit(args) => preinit::run(args),
+        Command::Manifest(args) => manifest::run(args),
     }
 }

@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::drift::DriftMonitor;
+use crate::manifest::Route;
 use crate::metering::ledger::Ledger;
 use crate::metering::metrics::Metrics;
 use crate::metering::prices::PriceTable;
@@ -46,6 +47,8 @@ pub struct Host {
     pub catalog: DirCatalog,
     /// The model `POST /predict` serves.
     pub default_model: String,
+    /// Paths routed to the function (spin.toml's HTTP routes); others get 404 from the host.
+    pub routes: Vec<Route>,
     /// Milliseconds since `epoch` at the last request's arrival (for idle exit).
     pub last_request_ms: AtomicU64,
     /// When the host started.
@@ -65,6 +68,11 @@ impl Host {
         let path = request.uri().path().to_string();
         let response = if let Some(endpoint) = path.strip_prefix(HOST_PREFIX) {
             self.host_endpoint(endpoint)
+        } else if !self.routes.iter().any(|r| r.matches(&path)) {
+            json_response(
+                404,
+                serde_json::json!({"error": {"code": "no_route", "message": format!("no route for '{path}'")}}),
+            )
         } else {
             self.invoke(request, path).await
         };

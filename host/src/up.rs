@@ -3,20 +3,23 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use ember_function::app::DEFAULT_MODEL;
 use ember_function::catalog::DirCatalog;
 
 use crate::drift::DriftMonitor;
+use crate::manifest::{Manifest, Route, DEFAULT_MANIFEST};
 use crate::metering::ledger::Ledger;
 use crate::metering::metrics::Metrics;
 use crate::metering::prices::PriceTable;
 use crate::nn::registry::GraphStore;
 use crate::nn::tract::TractBackend;
+use crate::preinit;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::server::Host;
 
@@ -26,12 +29,21 @@ pub struct UpArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
-    /// Models directory (`<name>/<version>/model.{toml,onnx}`), preopened read-only for the guest.
-    #[arg(long, default_value = "models")]
-    pub models: PathBuf,
-    /// The function component to serve.
-    #[arg(long, default_value = env!("EMBER_FUNCTION_WASM"))]
-    pub component: PathBuf,
+    /// The application manifest (Spin's `spin.toml`): component, models mount, environment,
+    /// variables and routes. Default: `spin.toml` when the current directory has one.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Which build of the function to serve: `wasi-nn` (the host runs inference) or `embedded`
+    /// (tract inside the guest, as on Spin; pre-initialized with the models on first use).
+    #[arg(long, value_enum, default_value_t = Variant::WasiNn)]
+    pub variant: Variant,
+    /// Models directory (`<name>/<version>/model.{toml,onnx}`), preopened read-only for the
+    /// guest; overrides the manifest's `/models` mount. Default: `models`.
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// The function component to serve; overrides the manifest and `--variant`.
+    #[arg(long)]
+    pub component: Option<PathBuf>,
     /// Where compiled components are cached between runs.
     #[arg(long, default_value = ".ember/cache")]
     pub cache_dir: PathBuf,
@@ -44,9 +56,10 @@ pub struct UpArgs {
     /// Instances alive at once.
     #[arg(long, default_value_t = 128)]
     pub max_instances: u32,
-    /// Model served by `POST /predict`.
-    #[arg(long, default_value = ember_function::app::DEFAULT_MODEL)]
-    pub default_model: String,
+    /// Model served by `POST /predict`. Default: the manifest's `EMBER_DEFAULT_MODEL`, else
+    /// `credit-risk`.
+    #[arg(long)]
+    pub default_model: Option<String>,
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -70,6 +83,9 @@ pub struct UpArgs {
     pub preload: bool,
 }
 
+/// The environment variable that names the function's default model.
+const DEFAULT_MODEL_ENV: &str = "EMBER_DEFAULT_MODEL";
+
 /// Starts the server and runs until interrupted.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -81,29 +97,30 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: UpArgs, started: Instant) -> anyhow::Result<()> {
+    let function = ServedFunction::resolve(&args)?;
     let graphs = Arc::new(GraphStore::new(
-        DirCatalog::new(&args.models),
+        DirCatalog::new(&function.models),
         Box::new(TractBackend),
     ));
     if args.preload {
         graphs
             .load_all()
-            .with_context(|| format!("loading models from {}", args.models.display()))?;
+            .with_context(|| format!("loading models from {}", function.models.display()))?;
     }
     let config = RuntimeConfig {
-        component: args.component.clone(),
-        models: args.models.clone(),
+        component: function.component.clone(),
+        models: function.models.clone(),
         cache_dir: args.cache_dir.clone(),
         deadline: Duration::from_millis(args.deadline_ms),
         memory_limit: args.memory_limit_mib * 1024 * 1024,
         max_instances: args.max_instances,
-        env: vec![("EMBER_DEFAULT_MODEL".into(), args.default_model.clone())],
+        env: function.env.clone(),
         fuel: !args.no_metering,
     };
     let runtime = Runtime::new(config, graphs.clone())?;
     let host = Arc::new(Host {
         runtime,
-        function: args
+        function: function
             .component
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -118,9 +135,10 @@ async fn serve(args: UpArgs, started: Instant) -> anyhow::Result<()> {
             .transpose()?
             .unwrap_or_default(),
         metrics: Metrics::default(),
-        drift: DriftMonitor::new(&args.models),
-        catalog: DirCatalog::new(&args.models),
-        default_model: args.default_model.clone(),
+        drift: DriftMonitor::new(&function.models),
+        catalog: DirCatalog::new(&function.models),
+        default_model: function.default_model.clone(),
+        routes: function.routes.clone(),
         last_request_ms: AtomicU64::new(0),
         epoch: Instant::now(),
     });
@@ -130,7 +148,8 @@ async fn serve(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(
         graphs = ?graphs.names(),
-        component = %args.component.display(),
+        component = %function.component.display(),
+        variant = ?args.variant,
         compiled = ?host.runtime.cache,
         metering = !args.no_metering,
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -155,6 +174,94 @@ async fn serve(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     // Dropping the host flushes the ledger's queued records.
     drop(host);
     result
+}
+
+/// The two builds of the function.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Inference through the host's `wasi:nn` (Ember's tract backend, graphs shared by all instances).
+    WasiNn,
+    /// tract inside the guest, pre-initialized with the models; runs where there is no wasi:nn.
+    Embedded,
+}
+
+/// What `ember up` serves, from the flags, the manifest and the built-in defaults (in that order).
+struct ServedFunction {
+    component: PathBuf,
+    models: PathBuf,
+    env: Vec<(String, String)>,
+    default_model: String,
+    routes: Vec<Route>,
+}
+
+impl ServedFunction {
+    fn resolve(args: &UpArgs) -> anyhow::Result<Self> {
+        let manifest = match &args.manifest {
+            Some(path) => Some(Manifest::load(path)?),
+            None if Path::new(DEFAULT_MANIFEST).is_file() => {
+                Some(Manifest::load(Path::new(DEFAULT_MANIFEST))?)
+            }
+            None => None,
+        };
+        let function = manifest.as_ref().map(Manifest::http_function).transpose()?;
+        let models = args
+            .models
+            .clone()
+            .or_else(|| function.as_ref().and_then(|f| f.models.clone()))
+            .unwrap_or_else(|| PathBuf::from("models"));
+        let component = match (&args.component, &function, args.variant) {
+            (Some(component), _, _) => component.clone(),
+            (None, Some(f), Variant::WasiNn) => {
+                f.wasi_nn_source.clone().unwrap_or(f.source.clone())
+            }
+            (None, Some(f), Variant::Embedded) => f.source.clone(),
+            (None, None, Variant::WasiNn) => PathBuf::from(env!("EMBER_FUNCTION_WASM")),
+            (None, None, Variant::Embedded) => PathBuf::from(preinit::DEFAULT_OUTPUT),
+        };
+        if args.variant == Variant::Embedded && args.component.is_none() {
+            preinit_if_stale(&component, &models)?;
+        }
+        let mut env = function.as_ref().map(|f| f.env.clone()).unwrap_or_default();
+        if let Some(model) = &args.default_model {
+            env.retain(|(k, _)| k != DEFAULT_MODEL_ENV);
+            env.push((DEFAULT_MODEL_ENV.into(), model.clone()));
+        }
+        let default_model = env
+            .iter()
+            .find(|(k, _)| k == DEFAULT_MODEL_ENV)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| DEFAULT_MODEL.to_string());
+        if !env.iter().any(|(k, _)| k == DEFAULT_MODEL_ENV) {
+            env.push((DEFAULT_MODEL_ENV.into(), default_model.clone()));
+        }
+        Ok(Self {
+            component,
+            models,
+            env,
+            default_model,
+            routes: function
+                .map(|f| f.routes)
+                .unwrap_or_else(|| vec![Route::Prefix(String::new())]),
+        })
+    }
+}
+
+/// Pre-initializes the embedded function into `out` when `out` is missing or older than the
+/// embedded build (the snapshot would hold stale code).
+fn preinit_if_stale(out: &Path, models: &Path) -> anyhow::Result<()> {
+    let built = Path::new(env!("EMBER_EMBEDDED_WASM"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let fresh = match (modified(out), modified(built)) {
+        (Some(out), Some(built)) => out >= built,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if !fresh {
+        let started = Instant::now();
+        preinit::write_preinitialized(built, models, out)?;
+        tracing::info!(out = %out.display(), ms = started.elapsed().as_millis() as u64, "pre-initialized the embedded function");
+    }
+    Ok(())
 }
 
 /// Evicts graphs idle longer than `idle`, forever.

@@ -10,3 +10,4 @@ mod metering;
 mod reference;
 mod scale_to_zero;
 mod support;
+mod variants;

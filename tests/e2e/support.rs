@@ -62,20 +62,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("ember binary runs");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let stderr = capture(child.stderr.take().unwrap());
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -92,6 +79,57 @@ impl Server {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        Server {
+            child,
+            base,
+            stderr,
+        }
+    }
+
+    /// Starts `wasmtime serve` (from `scripts/install-wasmtime`) on the given component, with the
+    /// models mounted at `/models` as spin.toml mounts them, and waits until it listens.
+    pub fn wasmtime_serve(component: &Path) -> Server {
+        let cargo_home = std::env::var("CARGO_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+        let wasmtime = cargo_home.join("bin").join("wasmtime");
+        assert!(
+            wasmtime.is_file(),
+            "{} is missing: scripts/install-wasmtime installs it (scripts/test runs it)",
+            wasmtime.display()
+        );
+        let models = repo_root().join("models");
+        let mut child = Command::new(wasmtime)
+            .args(["serve", "--addr", "127.0.0.1:0", "-S", "cli", "--dir"])
+            .arg(format!("{}::/models", models.display()))
+            .args(["--env", "EMBER_DEFAULT_MODEL=credit-risk"])
+            .arg(component)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wasmtime runs");
+        let stderr = capture(child.stderr.take().unwrap());
+        // Compiling the ~10 MB embedded component takes a while on two cores.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        let base = loop {
+            let logged = stderr.lock().unwrap().clone();
+            if let Some(rest) = logged.split("Serving HTTP on ").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('/')
+                    .to_string();
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("wasmtime serve exited ({status}):\n{logged}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "wasmtime serve did not start:\n{logged}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
         Server {
             child,
             base,
@@ -204,6 +242,24 @@ fn full_reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> 
         headers,
         body,
     }
+}
+
+/// Collects a child's output in the background.
+fn capture(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
 }
 
 impl Drop for Server {

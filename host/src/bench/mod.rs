@@ -1,6 +1,7 @@
 //! `ember bench`: every performance target, measured in one run against baselines from the same
 //! run (this machine is noisy): native tract inference is the floor; end-to-end latency over
-//! loopback HTTP, overhead above the floor, throughput at several concurrencies and cold start.
+//! loopback HTTP, overhead above the floor, throughput at several concurrencies, cold start,
+//! metering overhead, the embedded variant against the wasi-nn one, and scale to zero.
 
 mod client;
 
@@ -16,8 +17,9 @@ use wasmtime_wasi_nn::backend::NamedTensor;
 
 use self::client::Probe;
 use crate::nn::fp32_tensor_from_json;
-use crate::nn::tract::TractPlan;
+use crate::nn::tract::run_named;
 use crate::stats::Samples;
+use ember_function::tract::TractModel;
 
 /// Options of `ember bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -129,7 +131,65 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     metering_overhead(&runtime, &args)?;
+    variants(&runtime, &args)?;
     scale_to_zero(&runtime, &args)?;
+    Ok(())
+}
+
+/// The embedded build (tract inside the guest, pre-initialized: what Spin runs) against the
+/// wasi-nn build (inference in the host), same run: warm latency and guest fuel per request.
+fn variants(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()> {
+    println!(
+        "\n## Variants: wasi-nn (host inference) vs embedded (tract in the guest), concurrency 1"
+    );
+    println!(
+        "{:<12} {:<9} {:>8} {:>8} {:>12}",
+        "model", "variant", "p50 µs", "p99 µs", "guest fuel"
+    );
+    let mut fuel = Vec::new();
+    for model in MODELS {
+        for variant in ["wasi-nn", "embedded"] {
+            let ledger = std::env::temp_dir().join(format!(
+                "ember-bench-{}-{variant}-{model}.db",
+                std::process::id()
+            ));
+            let (mut child, address) = spawn_server_with_ledger(
+                &args.cache_dir,
+                &ledger,
+                &["--preload", "--variant", variant],
+            )?;
+            let probe = probe(&args.models, &address, model)?;
+            runtime.block_on(client::load(&probe, 1, Duration::from_secs(1), 200))?;
+            let (samples, _) = runtime.block_on(client::load(
+                &probe,
+                1,
+                Duration::from_secs(60),
+                args.requests / 3,
+            ))?;
+            stop(&mut child);
+            let conn =
+                crate::metering::ledger::open(&ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let guest_fuel: i64 = conn.query_row(
+                "SELECT fuel FROM invocations ORDER BY started_at_us DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )?;
+            drop(conn);
+            let _ = std::fs::remove_file(&ledger);
+            println!(
+                "{model:<12} {variant:<9} {:>8.1} {:>8.1} {guest_fuel:>12}",
+                samples.p50_us(),
+                samples.p99_us()
+            );
+            fuel.push(guest_fuel as f64);
+        }
+    }
+    println!(
+        "embedded / wasi-nn guest fuel: credit-risk {:.2}x (its graph is 47 MACs, so this is the \
+         non-inference work; target ≤ 2x), digits {:.2}x (includes ~337k MACs of in-guest inference)",
+        fuel[1] / fuel[0],
+        fuel[3] / fuel[2]
+    );
     Ok(())
 }
 
@@ -237,8 +297,13 @@ fn probe(models: &Path, address: &str, model: &str) -> anyhow::Result<Probe> {
 
 /// Median tract inference on the first reference case's tensors, without wasm or HTTP.
 fn native_floor(models: &Path, model: &str) -> anyhow::Result<Samples> {
-    let bytes = std::fs::read(models.join(model).join("1").join("model.onnx"))?;
-    let plan = TractPlan::parse(&bytes)?;
+    let bytes = std::fs::read(
+        models
+            .join(model)
+            .join("1")
+            .join(ember_function::catalog::GRAPH_FILE),
+    )?;
+    let graph = TractModel::parse(&bytes)?;
     let case = reference_case(models, model)?;
     let inputs = || -> anyhow::Result<Vec<NamedTensor>> {
         case["inputs"]
@@ -252,7 +317,7 @@ fn native_floor(models: &Path, model: &str) -> anyhow::Result<Samples> {
     for i in 0..3000 {
         let input = inputs()?;
         let t = Instant::now();
-        plan.run(input)?;
+        run_named(&graph, input)?;
         if i >= 300 {
             samples.push(t.elapsed());
         }
@@ -262,12 +327,25 @@ fn native_floor(models: &Path, model: &str) -> anyhow::Result<Samples> {
 
 /// Starts `ember up` on a free port with a throwaway ledger; returns the child and its `host:port`.
 fn spawn_server(cache_dir: &Path, extra: &[&str]) -> anyhow::Result<(Child, String)> {
-    let ledger = std::env::temp_dir().join(format!("ember-bench-{}.db", std::process::id()));
+    spawn_server_with_ledger(cache_dir, &bench_ledger(), extra)
+}
+
+/// The throwaway ledger of this bench run.
+fn bench_ledger() -> PathBuf {
+    std::env::temp_dir().join(format!("ember-bench-{}.db", std::process::id()))
+}
+
+/// [`spawn_server`] recording usage in `ledger`.
+fn spawn_server_with_ledger(
+    cache_dir: &Path,
+    ledger: &Path,
+    extra: &[&str],
+) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["up", "--listen", "127.0.0.1:0", "--cache-dir"])
         .arg(cache_dir)
         .arg("--ledger")
-        .arg(&ledger)
+        .arg(ledger)
         .args(extra)
         .env("EMBER_LOG", "warn")
         .stdout(Stdio::piped())

@@ -99,7 +99,7 @@ impl GraphStore {
             return None;
         }
         let dir = self.catalog.version_path(model, version);
-        if !dir.join("model.onnx").is_file() {
+        if !dir.join(ember_function::catalog::GRAPH_FILE).is_file() {
             return None;
         }
         let mut entries = self.entries.write().unwrap();

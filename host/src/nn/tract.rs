@@ -8,10 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tract_onnx::prelude::{
-    DatumType, Framework, InferenceModelExt, IntoRunnable, IntoTValue, SymbolValues, TValue,
-    Tensor as TractTensor, TractResult, TypedModel, TypedRunnableModel,
-};
+use ember_function::catalog::GRAPH_FILE;
+use ember_function::tract::TractModel;
+use tract_onnx::prelude::{DatumType, IntoTValue, TValue, Tensor as TractTensor};
 use wasmtime_wasi_nn::backend::{
     BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
 };
@@ -26,119 +25,44 @@ pub struct TractBackend;
 
 impl GraphLoader for TractBackend {
     fn load_dir(&self, dir: &Path) -> anyhow::Result<LoadedGraph> {
-        let path = dir.join("model.onnx");
+        let path = dir.join(GRAPH_FILE);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let plan =
-            TractPlan::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
-        let macs_per_row = plan.macs_per_row;
-        Ok(LoadedGraph {
-            graph: Graph::from(Box::new(TractGraph(Arc::new(plan))) as Box<dyn BackendGraph>),
-            macs_per_row,
-        })
-    }
-}
-
-/// An optimized, runnable tract plan with its input and output names.
-pub struct TractPlan {
-    plan: Arc<TypedRunnableModel>,
-    inputs: Vec<String>,
-    outputs: Vec<String>,
-    /// Multiply-accumulates per batch row, from tract's per-op cost model.
-    pub macs_per_row: u64,
-}
-
-impl TractPlan {
-    /// Parses and optimizes an ONNX model.
-    pub fn parse(mut bytes: &[u8]) -> Result<Self, BackendError> {
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut bytes)
-            .map_err(tract_error)?;
-        let inputs = model
-            .input_outlets()
-            .map_err(tract_error)?
-            .iter()
-            .map(|o| model.node(o.node).name.clone())
-            .collect();
-        let outputs = model
-            .output_outlets()
-            .map_err(tract_error)?
-            .iter()
-            .map(|o| {
-                model
-                    .outlet_label(*o)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| model.node(o.node).name.clone())
-            })
-            .collect();
-        let typed = model
-            .into_typed()
-            .and_then(|m| m.into_decluttered())
-            .map_err(tract_error)?;
-        let macs_per_row = macs_per_row(&typed).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "graph cost unknown; inference MACs are reported as 0");
+        let model =
+            TractModel::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+        let macs_per_row = model.macs_per_row.unwrap_or_else(|| {
+            tracing::warn!(path = %path.display(), "graph cost unknown; inference MACs are reported as 0");
             0
         });
-        let plan = typed
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(tract_error)?;
-        Ok(Self {
-            plan,
-            inputs,
-            outputs,
+        Ok(LoadedGraph {
+            graph: Graph::from(Box::new(TractGraph(Arc::new(model))) as Box<dyn BackendGraph>),
             macs_per_row,
         })
     }
-
-    /// Runs the plan on named inputs (every graph input exactly once).
-    pub fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
-        let mut ordered: Vec<Option<TValue>> = vec![None; self.inputs.len()];
-        for input in inputs {
-            let index = self
-                .inputs
-                .iter()
-                .position(|n| *n == input.name)
-                .ok_or_else(|| invalid(format!("the graph has no input '{}'", input.name)))?;
-            ordered[index] = Some(to_tract(&input.tensor)?.into_tvalue());
-        }
-        let values = ordered
-            .into_iter()
-            .zip(&self.inputs)
-            .map(|(v, name)| v.ok_or_else(|| invalid(format!("input '{name}' is missing"))))
-            .collect::<Result<_, _>>()?;
-        let outputs = self.plan.run(values).map_err(tract_error)?;
-        outputs
-            .into_iter()
-            .zip(&self.outputs)
-            .map(|(value, name)| {
-                Ok(NamedTensor {
-                    name: name.clone(),
-                    tensor: from_tract(&value)?,
-                })
-            })
-            .collect()
-    }
 }
 
-/// A loaded graph: a reference to its plan, shared by every execution context.
-pub struct TractGraph(Arc<TractPlan>);
+/// A loaded graph: a reference to its model, shared by every execution context.
+pub struct TractGraph(Arc<TractModel>);
 
-/// Sums the graph's multiply-accumulates with every batch dimension set to 1.
-fn macs_per_row(model: &TypedModel) -> TractResult<u64> {
-    let mut values = SymbolValues::default();
-    if let Some(batch) = model.symbols.get("batch") {
-        values = values.with(&batch, 1);
-    }
-    let mut total = 0i64;
-    for node in model.nodes() {
-        let inputs = model.node_input_facts(node.id)?;
-        for (cost, count) in node.op.cost(&inputs)? {
-            if matches!(cost, tract_onnx::tract_core::ops::Cost::FMA(_)) {
-                total += count.eval_to_i64(&values)?;
-            }
-        }
-    }
-    Ok(total.max(0) as u64)
+/// Runs a model on `wasi:nn` tensors.
+pub fn run_named(
+    model: &TractModel,
+    inputs: Vec<NamedTensor>,
+) -> Result<Vec<NamedTensor>, BackendError> {
+    let values = inputs
+        .into_iter()
+        .map(|t| Ok((t.name, to_tract(&t.tensor)?.into_tvalue())))
+        .collect::<Result<_, BackendError>>()?;
+    model
+        .run(values)
+        .map_err(tract_error)?
+        .into_iter()
+        .map(|(name, value)| {
+            Ok(NamedTensor {
+                name,
+                tensor: from_tract(&value)?,
+            })
+        })
+        .collect()
 }
 
 impl BackendGraph for TractGraph {
@@ -154,7 +78,7 @@ impl BackendGraph for TractGraph {
 
 /// One execution of a shared graph.
 struct TractContext {
-    graph: Arc<TractPlan>,
+    graph: Arc<TractModel>,
     inputs: Vec<NamedTensor>,
     outputs: Vec<NamedTensor>,
 }
@@ -193,9 +117,9 @@ impl BackendExecutionContext for TractContext {
         inputs: Option<Vec<NamedTensor>>,
     ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
         match inputs {
-            Some(inputs) => self.graph.run(inputs).map(Some),
+            Some(inputs) => run_named(&self.graph, inputs).map(Some),
             None => {
-                self.outputs = self.graph.run(std::mem::take(&mut self.inputs))?;
+                self.outputs = run_named(&self.graph, std::mem::take(&mut self.inputs))?;
                 Ok(None)
             }
         }
@@ -262,13 +186,13 @@ mod tests {
                 .join("../models")
                 .join(model)
                 .join("1");
-            let plan = TractPlan::parse(&std::fs::read(dir.join("model.onnx")).unwrap()).unwrap();
+            let model = TractModel::parse(&std::fs::read(dir.join("model.onnx")).unwrap()).unwrap();
             let reference: Value =
                 serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap())
                     .unwrap();
             for case in reference["cases"].as_array().unwrap() {
                 let input = fp32_tensor_from_json(&case["inputs"][0]).unwrap();
-                let outputs = plan.run(vec![input]).unwrap();
+                let outputs = run_named(&model, vec![input]).unwrap();
                 let expected = fp32_tensor_from_json(&case["outputs"][0]).unwrap().tensor;
                 assert_eq!(
                     outputs[0].name,
@@ -309,7 +233,7 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/credit-risk/1/model.onnx"),
         )
         .unwrap();
-        let plan = TractPlan::parse(&bytes).unwrap();
+        let model = TractModel::parse(&bytes).unwrap();
         let row = [42f32, 52000.0, 710.0, 0.3, 15000.0, 5.0, 0.0];
         let data: Vec<u8> = row
             .iter()
@@ -317,12 +241,14 @@ mod tests {
             .chain(&row)
             .flat_map(|x| x.to_le_bytes())
             .collect();
-        let out = plan
-            .run(vec![NamedTensor {
+        let out = run_named(
+            &model,
+            vec![NamedTensor {
                 name: "input".into(),
                 tensor: Tensor::new(vec![3, 7], TensorType::Fp32, data),
-            }])
-            .unwrap();
+            }],
+        )
+        .unwrap();
         assert_eq!(out[0].tensor.dimensions, vec![3, 2]);
     }
 }

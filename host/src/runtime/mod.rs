@@ -19,17 +19,18 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::Linker;
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView as _};
+use wasmtime_wasi_http::WasiHttpView as _;
 
 pub use self::cache::CacheOutcome;
 use self::cpu::CpuTimed;
 pub use self::failure::{json_response, Failure};
-use self::state::{DenyOutbound, HostState, MemoryLimiter};
+pub use self::state::HostState;
+use self::state::MemoryLimiter;
 use crate::nn::metered::{InferenceMeter, InferenceTotals};
 use crate::nn::registry::{GraphStore, RequestGraphs};
 use ember_function::catalog::GUEST_MODELS_DIR;
@@ -159,6 +160,17 @@ struct GuestRun {
     peak_memory_bytes: u64,
 }
 
+/// What every function may import: WASI (p2), `wasi:http` and `wasi:nn`.
+pub fn link(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::<HostState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |s: &mut HostState| {
+        wasmtime_wasi_nn::wit::WasiNnView::new(&mut s.table, &mut s.nn)
+    })?;
+    Ok(linker)
+}
+
 /// A loaded function, ready to serve requests.
 pub struct Runtime {
     engine: Engine,
@@ -182,13 +194,7 @@ impl Runtime {
         let (component, cache) =
             cache::load_component(&engine, &config.component, &config.cache_dir)
                 .with_context(|| format!("loading component {}", config.component.display()))?;
-        let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |s: &mut HostState| {
-            wasmtime_wasi_nn::wit::WasiNnView::new(&mut s.table, &mut s.nn)
-        })?;
-        let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
+        let pre = ProxyPre::new(link(&engine)?.instantiate_pre(&component)?)?;
         Ok(Self {
             engine,
             pre,
@@ -372,15 +378,12 @@ impl Runtime {
         for (key, value) in &self.config.env {
             wasi.env(key, value);
         }
-        let state = HostState {
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            nn: RequestGraphs::new(self.graphs.clone(), meter).into_context(),
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(self.config.memory_limit),
-            hooks: DenyOutbound,
-            started,
-        };
+        let mut state = HostState::new(
+            wasi.build(),
+            RequestGraphs::new(self.graphs.clone(), meter).into_context(),
+        );
+        state.limiter = MemoryLimiter::new(self.config.memory_limit);
+        state.started = started;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         if self.config.fuel {

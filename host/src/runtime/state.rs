@@ -31,6 +31,21 @@ pub struct HostState {
     pub started: Instant,
 }
 
+impl HostState {
+    /// State for one instance: no memory cap beyond the engine's, outbound HTTP denied, started now.
+    pub fn new(wasi: WasiCtx, nn: WasiNnCtx) -> Self {
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            nn,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(usize::MAX),
+            hooks: DenyOutbound,
+            started: Instant::now(),
+        }
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

@@ -1,0 +1,99 @@
+//! In-guest inference: tract runs inside the component, which then imports no `wasi:nn`.
+//!
+//! Parsing and optimizing a model costs millions of instructions, far more than a request, and
+//! every request gets a fresh instance. So the component is pre-initialized (wizer-style, by
+//! `ember preinit`): its `wizer-initialize` export loads every model version under `/models`, and
+//! the snapshot of that memory becomes the component's data, so each instance starts with ready
+//! plans. A version added after the snapshot is parsed on first use in each instance: correct,
+//! but slow until the component is pre-initialized again. Versions are immutable once published.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::app::Inference;
+use crate::catalog::{Catalog, DirCatalog, GRAPH_FILE, GUEST_MODELS_DIR};
+use crate::error::ApiError;
+use crate::spec::ModelSpec;
+use crate::tensor::Tensor;
+use crate::tract::TractModel;
+
+/// Ready models by graph name (`<model>/<version>`); filled by pre-initialization.
+static MODELS: Mutex<BTreeMap<String, Arc<TractModel>>> = Mutex::new(BTreeMap::new());
+
+/// tract inside the guest, over the models in its memory.
+pub struct Embedded;
+
+impl Inference for Embedded {
+    fn infer(&self, spec: &ModelSpec, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError> {
+        let model = model(spec)?;
+        model
+            .run_tensors(inputs)
+            .map_err(|_| ApiError::internal("inference_failed", "inference failed"))
+    }
+}
+
+/// The ready model for `spec`, parsed now if the snapshot lacks it.
+fn model(spec: &ModelSpec) -> Result<Arc<TractModel>, ApiError> {
+    let name = spec.graph_name();
+    if let Some(model) = MODELS.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
+        return Ok(model.clone());
+    }
+    let path = DirCatalog::new(GUEST_MODELS_DIR)
+        .version_path(&spec.name, &spec.version)
+        .join(GRAPH_FILE);
+    let model = std::fs::read(path)
+        .ok()
+        .and_then(|bytes| TractModel::parse(&bytes).ok())
+        .map(Arc::new)
+        .ok_or_else(|| {
+            ApiError::new(
+                503,
+                "model_not_ready",
+                format!(
+                    "model '{}' version {} could not be loaded",
+                    spec.name, spec.version
+                ),
+            )
+        })?;
+    MODELS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(name, model.clone());
+    Ok(model)
+}
+
+wit_bindgen::generate!({
+    inline: "
+        package ember:function;
+        world preinit {
+            /// Loads every model version into memory; run once by the pre-initializer.
+            export wizer-initialize: func();
+        }
+    ",
+});
+
+struct Preinit;
+
+export!(Preinit);
+
+impl Guest for Preinit {
+    fn wizer_initialize() {
+        let catalog = DirCatalog::new(GUEST_MODELS_DIR);
+        for listed in catalog.models() {
+            for version in &listed.versions {
+                // A version that fails to load here answers 503 `model_not_ready` when asked for.
+                if let Ok(spec) = catalog.spec(&listed.name, Some(version), Default::default()) {
+                    let _ = model(&spec);
+                }
+            }
+        }
+        // The preopened directory handles belong to this instance: forget them, so instances
+        // made from the snapshot open their own on first use.
+        unsafe { __wasilibc_reset_preopens() };
+    }
+}
+
+extern "C" {
+    /// wasi-libc's hook for pre-initializers: drops the cached preopen table.
+    fn __wasilibc_reset_preopens();
+}

@@ -1,0 +1,614 @@
+//! The Spin application manifest (`spin.toml`, manifest version 2), as Ember reads it: one file
+//! runs the function on Spin and on Ember. The shapes follow Spin's schema, unknown fields
+//! rejected as Spin rejects them; what Ember honours is the component's `source`, `files`,
+//! `environment`, `variables` (with the application's `[variables]`), `allowed_outbound_hosts` and
+//! the HTTP routes. Spin-only capabilities Ember cannot honour (key-value stores, SQLite, AI
+//! models, component dependencies, outbound hosts) are refused by name rather than ignored.
+//!
+//! Ember's own settings live where Spin allows tools theirs: `[component.<id>.tool.ember]`
+//! (`wasi_nn_source`: the variant that infers through the host's wasi:nn, which Spin lacks).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context as _};
+use serde::Deserialize;
+
+/// The manifest file Ember looks for by default.
+pub const DEFAULT_MANIFEST: &str = "spin.toml";
+
+/// A parsed and checked `spin.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always 2.
+    pub spin_manifest_version: u32,
+    /// `[application]`.
+    pub application: Application,
+    /// `[variables]`: application variables, by `lower_snake_case` name.
+    #[serde(default)]
+    pub variables: BTreeMap<String, Variable>,
+    /// `[[trigger.<type>]]` entries by trigger type.
+    #[serde(default)]
+    pub trigger: BTreeMap<String, Vec<toml::Table>>,
+    /// `[component.<id>]` by kebab-case id.
+    #[serde(default)]
+    pub component: BTreeMap<String, Component>,
+    /// Where the manifest was read from (paths in it are relative to this directory).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// `[application]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Application {
+    /// Application name.
+    pub name: String,
+    /// Semver version.
+    #[serde(default)]
+    pub version: String,
+    /// Human-readable description.
+    #[serde(default)]
+    pub description: String,
+    /// Authors.
+    #[serde(default)]
+    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
+    pub authors: Vec<String>,
+    /// Target environments (`spin-up:3.2`, …).
+    #[serde(default)]
+    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
+    pub targets: Vec<toml::Value>,
+    /// Application-level trigger settings.
+    #[serde(default)]
+    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
+    pub trigger: BTreeMap<String, toml::Table>,
+    /// Settings for tools; Spin ignores them.
+    #[serde(default)]
+    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
+    pub tool: BTreeMap<String, toml::Table>,
+}
+
+/// An application variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variable {
+    /// Value when none is provided.
+    pub default: Option<String>,
+    /// Must be provided (no default).
+    #[serde(default)]
+    pub required: bool,
+    /// Not to be logged.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// `[component.<id>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    /// The `.wasm` file (Ember runs local files only).
+    pub source: toml::Value,
+    /// Human-readable description.
+    #[serde(default)]
+    pub description: String,
+    /// Component variables, values may use `{{ app_variable }}`.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// Environment variables the guest sees.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Files mounted for the guest: a glob, or `{ source, destination }`.
+    #[serde(default)]
+    pub files: Vec<toml::Value>,
+    /// Files excluded from `files`.
+    #[serde(default)]
+    pub exclude_files: Vec<String>,
+    /// Deprecated form of `allowed_outbound_hosts`.
+    #[serde(default)]
+    pub allowed_http_hosts: Vec<String>,
+    /// Network destinations the component may reach.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Key-value stores (Spin API).
+    #[serde(default)]
+    pub key_value_stores: Vec<String>,
+    /// SQLite databases (Spin API).
+    #[serde(default)]
+    pub sqlite_databases: Vec<String>,
+    /// Serverless AI models (Spin API).
+    #[serde(default)]
+    pub ai_models: Vec<String>,
+    /// `[component.<id>.build]`.
+    pub build: Option<Build>,
+    /// Tool settings; Ember reads `tool.ember`.
+    #[serde(default)]
+    pub tool: BTreeMap<String, toml::Table>,
+    /// Whether dependencies share the component's permissions.
+    #[serde(default)]
+    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
+    pub dependencies_inherit_configuration: bool,
+    /// Component dependencies.
+    #[serde(default)]
+    pub dependencies: toml::Table,
+}
+
+/// `[component.<id>.build]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// Command (or commands) that produce `source`.
+    pub command: toml::Value,
+    /// Working directory, relative to the manifest.
+    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
+    pub workdir: Option<String>,
+    /// Globs `spin watch` rebuilds on.
+    #[serde(default)]
+    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
+    pub watch: Vec<String>,
+}
+
+/// Ember's settings for a component (`[component.<id>.tool.ember]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmberTool {
+    /// The variant that infers through the host's wasi:nn (Ember's default where it exists).
+    pub wasi_nn_source: Option<String>,
+}
+
+/// What Ember serves from a manifest: one HTTP component.
+#[derive(Debug, Clone)]
+pub struct HttpFunction {
+    /// Component id.
+    pub id: String,
+    /// Its `source`, resolved against the manifest's directory.
+    pub source: PathBuf,
+    /// `tool.ember.wasi_nn_source`, resolved.
+    pub wasi_nn_source: Option<PathBuf>,
+    /// Host directory mounted at the guest's models directory.
+    pub models: Option<PathBuf>,
+    /// Environment for the guest: `environment`, then resolved component variables.
+    pub env: Vec<(String, String)>,
+    /// HTTP routes to it.
+    pub routes: Vec<Route>,
+}
+
+/// A Spin HTTP route: exact (`/predict`) or prefix wildcard (`/api/...`, `/...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Matches one path.
+    Exact(String),
+    /// Matches a path and everything below it.
+    Prefix(String),
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Exact(path) => write!(f, "{path}"),
+            Route::Prefix(prefix) => write!(f, "{prefix}/..."),
+        }
+    }
+}
+
+impl Route {
+    /// Parses Spin's route syntax.
+    pub fn parse(route: &str) -> anyhow::Result<Self> {
+        ensure!(
+            route.starts_with('/'),
+            "route '{route}' must start with '/'"
+        );
+        Ok(match route.strip_suffix("/...") {
+            Some(prefix) => Route::Prefix(prefix.to_string()),
+            None => Route::Exact(route.trim_end_matches('/').to_string()),
+        })
+    }
+
+    /// Whether `path` (without query) is routed here.
+    pub fn matches(&self, path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        match self {
+            Route::Exact(exact) => path == exact,
+            Route::Prefix(prefix) => {
+                path == prefix
+                    || path
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+        }
+    }
+}
+
+impl Manifest {
+    /// Reads and checks a manifest.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut manifest: Manifest =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        manifest.dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        manifest
+            .check()
+            .with_context(|| format!("checking {}", path.display()))?;
+        Ok(manifest)
+    }
+
+    /// Spin's rules: version 2, a name, ids in kebab-case, variable names in snake_case,
+    /// triggers naming declared components, component variables naming declared app variables.
+    fn check(&self) -> anyhow::Result<()> {
+        ensure!(
+            self.spin_manifest_version == 2,
+            "spin_manifest_version must be 2"
+        );
+        ensure!(
+            !self.application.name.is_empty(),
+            "application.name is required"
+        );
+        for name in self.variables.keys() {
+            ensure!(is_snake(name), "variable '{name}' must be lower_snake_case");
+        }
+        for (name, variable) in &self.variables {
+            ensure!(
+                !(variable.required && variable.default.is_some()),
+                "variable '{name}' cannot be both required and have a default"
+            );
+        }
+        for (id, component) in &self.component {
+            ensure!(is_kebab(id), "component id '{id}' must be kebab-case");
+            for (name, value) in &component.variables {
+                ensure!(
+                    is_snake(name),
+                    "component '{id}' variable '{name}' must be lower_snake_case"
+                );
+                for reference in template_references(value)? {
+                    ensure!(
+                        self.variables.contains_key(&reference),
+                        "component '{id}' variable '{name}' uses undeclared variable '{reference}'"
+                    );
+                }
+            }
+        }
+        for (kind, triggers) in &self.trigger {
+            for trigger in triggers {
+                let component = trigger
+                    .get("component")
+                    .and_then(toml::Value::as_str)
+                    .with_context(|| format!("a [[trigger.{kind}]] has no component id"))?;
+                ensure!(
+                    self.component.contains_key(component),
+                    "[[trigger.{kind}]] names component '{component}', which is not declared"
+                );
+                if kind == "http" {
+                    let route = trigger
+                        .get("route")
+                        .and_then(toml::Value::as_str)
+                        .with_context(|| {
+                            format!("the http trigger of '{component}' has no route")
+                        })?;
+                    Route::parse(route)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every local file the manifest references: each component's `source`, Ember's
+    /// `wasi_nn_source`, and the `files` mounts' sources (resolved against the manifest's directory).
+    pub fn referenced_files(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for (id, component) in &self.component {
+            files.push(self.local_source(id, &component.source)?);
+            if let Some(source) = ember_tool(component)?.wasi_nn_source {
+                files.push(self.dir.join(source));
+            }
+            for mount in &component.files {
+                files.push(self.dir.join(file_mount(mount)?.0));
+            }
+        }
+        Ok(files)
+    }
+
+    /// The HTTP component Ember serves (a manifest for Ember routes to exactly one).
+    pub fn http_function(&self) -> anyhow::Result<HttpFunction> {
+        let mut ids: Vec<&str> = Vec::new();
+        let mut routes = Vec::new();
+        for trigger in self.trigger.get("http").into_iter().flatten() {
+            let id = trigger["component"].as_str().unwrap_or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+            routes.push(Route::parse(trigger["route"].as_str().unwrap_or_default())?);
+        }
+        let [id] = ids[..] else {
+            bail!(
+                "Ember serves one HTTP component per manifest; this one routes to {}",
+                if ids.is_empty() {
+                    "none".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            );
+        };
+        let component = &self.component[id];
+        refuse_unsupported(id, component)?;
+        let mut models = None;
+        for mount in &component.files {
+            let (source, destination) = file_mount(mount)?;
+            if destination == ember_function::catalog::GUEST_MODELS_DIR {
+                models = Some(self.dir.join(source));
+            } else {
+                bail!("component '{id}': Ember mounts only the models directory at /models, not '{destination}'");
+            }
+        }
+        let mut env: Vec<(String, String)> = component
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, template) in &component.variables {
+            env.push((name.to_ascii_uppercase(), self.resolve(template)?));
+        }
+        Ok(HttpFunction {
+            id: id.to_string(),
+            source: self.local_source(id, &component.source)?,
+            wasi_nn_source: ember_tool(component)?
+                .wasi_nn_source
+                .map(|s| self.dir.join(s)),
+            models,
+            env,
+            routes,
+        })
+    }
+
+    /// Expands `{{ name }}` from application variables: `SPIN_VARIABLE_<NAME>` in Ember's
+    /// environment (Spin's environment provider), else the default; a required one must be set.
+    fn resolve(&self, template: &str) -> anyhow::Result<String> {
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("{{") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..]
+                .find("}}")
+                .context("unclosed '{{' in a variable template")?;
+            let name = rest[start + 2..start + end].trim();
+            let variable = &self.variables[name];
+            let value = std::env::var(format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()))
+                .ok()
+                .or_else(|| variable.default.clone())
+                .with_context(|| {
+                    format!(
+                        "variable '{name}' is required and not set (SPIN_VARIABLE_{})",
+                        name.to_ascii_uppercase()
+                    )
+                })?;
+            out.push_str(&value);
+            rest = &rest[start + end + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// Whether the guest environment variable `key` carries a secret application variable.
+    fn is_secret(&self, component: &Component, key: &str) -> bool {
+        component.variables.iter().any(|(name, template)| {
+            name.eq_ignore_ascii_case(key)
+                && template_references(template)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|r| self.variables.get(r).is_some_and(|v| v.secret))
+        })
+    }
+
+    fn local_source(&self, id: &str, source: &toml::Value) -> anyhow::Result<PathBuf> {
+        match source.as_str() {
+            Some(path) => Ok(self.dir.join(path)),
+            None => bail!("component '{id}': Ember runs local sources only (a path to a .wasm)"),
+        }
+    }
+}
+
+/// Ember's `[component.<id>.tool.ember]` table.
+fn ember_tool(component: &Component) -> anyhow::Result<EmberTool> {
+    component
+        .tool
+        .get("ember")
+        .map(|table| table.clone().try_into())
+        .transpose()
+        .context("[tool.ember]")
+        .map(Option::unwrap_or_default)
+}
+
+/// Refuses what a Spin component may ask for and Ember does not provide.
+fn refuse_unsupported(id: &str, component: &Component) -> anyhow::Result<()> {
+    for (field, present) in [
+        (
+            "allowed_outbound_hosts",
+            !component.allowed_outbound_hosts.is_empty()
+                || !component.allowed_http_hosts.is_empty(),
+        ),
+        ("key_value_stores", !component.key_value_stores.is_empty()),
+        ("sqlite_databases", !component.sqlite_databases.is_empty()),
+        ("ai_models", !component.ai_models.is_empty()),
+        ("dependencies", !component.dependencies.is_empty()),
+        ("exclude_files", !component.exclude_files.is_empty()),
+    ] {
+        ensure!(
+            !present,
+            "component '{id}' sets {field}, which Ember does not provide (functions get no network or Spin APIs)"
+        );
+    }
+    Ok(())
+}
+
+/// A `files` entry as `(host source, guest destination)`; a plain glob mounts at its own path.
+fn file_mount(mount: &toml::Value) -> anyhow::Result<(String, String)> {
+    if let Some(glob) = mount.as_str() {
+        return Ok((glob.to_string(), format!("/{glob}")));
+    }
+    let field = |name: &str| {
+        mount
+            .get(name)
+            .and_then(toml::Value::as_str)
+            .map(str::to_string)
+            .with_context(|| format!("a files entry lacks '{name}'"))
+    };
+    Ok((field("source")?, field("destination")?))
+}
+
+/// The `{{ name }}` references in a template.
+fn template_references(template: &str) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let end = rest[start..]
+            .find("}}")
+            .context("unclosed '{{' in a variable template")?;
+        names.push(rest[start + 2..start + end].trim().to_string());
+        rest = &rest[start + end + 2..];
+    }
+    Ok(names)
+}
+
+fn is_kebab(id: &str) -> bool {
+    id.split('-').all(|word| {
+        word.starts_with(|c: char| c.is_ascii_lowercase())
+            && word
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    })
+}
+
+fn is_snake(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Options of `ember manifest`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ManifestArgs {
+    /// The manifest to check.
+    #[arg(long, default_value = DEFAULT_MANIFEST)]
+    pub manifest: PathBuf,
+}
+
+/// `ember manifest`: checks a manifest against Spin's rules and Ember's, prints what Ember would
+/// serve (JSON) and fails if a file it references is missing (run after the build).
+pub fn run(args: ManifestArgs) -> anyhow::Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
+    let function = manifest.http_function()?;
+    let files: Vec<(PathBuf, bool)> = manifest
+        .referenced_files()?
+        .into_iter()
+        .map(|path| {
+            let exists = path.exists();
+            (path, exists)
+        })
+        .collect();
+    let component = &manifest.component[&function.id];
+    let report = serde_json::json!({
+        "application": {
+            "name": manifest.application.name,
+            "version": manifest.application.version,
+            "description": manifest.application.description,
+        },
+        "component": function.id,
+        "description": component.description,
+        "build": component.build.as_ref().map(|b| b.command.clone()),
+        "source": function.source,
+        "wasi_nn_source": function.wasi_nn_source,
+        "models": function.models,
+        "routes": function.routes.iter().map(Route::to_string).collect::<Vec<_>>(),
+        "environment": function
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), if manifest.is_secret(component, k) { "<secret>".to_string() } else { v.clone() }))
+            .collect::<BTreeMap<_, _>>(),
+        "files": files.iter().map(|(path, exists)| serde_json::json!({"path": path, "exists": exists})).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|(_, exists)| !exists)
+        .map(|(path, _)| path.display().to_string())
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "missing (build first: `spin build` or `cargo run --release -p ember -- preinit`): {}",
+        missing.join(", ")
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_follow_spin_wildcards() {
+        let all = Route::parse("/...").unwrap();
+        assert!(all.matches("/predict") && all.matches("/"));
+        let api = Route::parse("/api/...").unwrap();
+        assert!(api.matches("/api") && api.matches("/api/predict"));
+        assert!(!api.matches("/apiary") && !api.matches("/predict"));
+        let exact = Route::parse("/predict").unwrap();
+        assert!(exact.matches("/predict") && !exact.matches("/predict/x"));
+        assert!(Route::parse("predict").is_err());
+    }
+
+    #[test]
+    fn the_repository_manifest_parses_and_routes_everything_to_the_function() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml");
+        let manifest = Manifest::load(&path).unwrap();
+        let function = manifest.http_function().unwrap();
+        assert_eq!(function.id, "ember-function");
+        assert_eq!(function.routes, vec![Route::Prefix(String::new())]);
+        assert!(function.models.unwrap().ends_with("models"));
+        assert!(function.wasi_nn_source.is_some());
+    }
+
+    #[test]
+    fn unknown_fields_and_unsupported_capabilities_are_refused() {
+        let load = |text: &str| -> anyhow::Result<HttpFunction> {
+            let dir = std::env::temp_dir().join(format!("ember-manifest-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join(format!("{:x}.toml", text.len()));
+            std::fs::write(&path, text)?;
+            Manifest::load(&path)?.http_function()
+        };
+        let base = "spin_manifest_version = 2\n[application]\nname = \"a\"\n\
+                    [variables]\nmodel = { required = true }\n\
+                    [[trigger.http]]\nroute = \"/api/...\"\ncomponent = \"f\"\n\
+                    [component.f]\nsource = \"f.wasm\"\n";
+        let err = |extra: &str| format!("{:#}", load(&format!("{base}{extra}")).unwrap_err());
+        assert!(err("colour = \"red\"\n").contains("colour"));
+        assert!(err("key_value_stores = [\"default\"]\n").contains("key_value_stores"));
+        assert!(
+            err("allowed_outbound_hosts = [\"https://x\"]\n").contains("allowed_outbound_hosts")
+        );
+        assert!(err("variables = { m = \"{{ nope }}\" }\n").contains("undeclared"));
+        assert!(err("variables = { m = \"{{ model }}\" }\n").contains("SPIN_VARIABLE_MODEL"));
+        let function = load(&format!(
+            "{base}environment = {{ A = \"1\" }}\n[component.f.tool.ember]\nwasi_nn_source = \"g.wasm\"\n"
+        ))
+        .unwrap();
+        assert_eq!(function.env, vec![("A".to_string(), "1".to_string())]);
+        assert!(function.wasi_nn_source.unwrap().ends_with("g.wasm"));
+        assert!(format!(
+            "{:#}",
+            load("spin_manifest_version = 1\n[application]\nname = \"a\"\n").unwrap_err()
+        )
+        .contains("must be 2"));
+    }
+
+    #[test]
+    fn names_follow_spin_rules() {
+        assert!(is_kebab("ember-function") && !is_kebab("Ember") && !is_kebab("a--b"));
+        assert!(is_snake("default_model") && !is_snake("default-model"));
+    }
+}

@@ -1,0 +1,168 @@
+//! `ember preinit`: pre-initializes the embedded function (wizer-style) so that no instance ever
+//! parses a model. The component's `wizer-initialize` export runs once, here, with the models
+//! directory mounted at `/models` as at serving time; it loads every model version into memory,
+//! and the snapshot of the instance's memories and globals becomes the component's initial state.
+//! Each instance then starts with ready tract plans: the cost moves from every request to the build.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, Instance, Lift, Linker, WasmList};
+use wasmtime::{Config, Engine, OptLevel, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx};
+use wasmtime_wasi_nn::wit::WasiNnCtx;
+use wasmtime_wasi_nn::InMemoryRegistry;
+use wasmtime_wizer::{ComponentInstanceState, Wizer};
+
+use crate::runtime::{link, HostState};
+use ember_function::catalog::GUEST_MODELS_DIR;
+
+/// Where `ember preinit` writes by default, and what spin.toml's `source` names.
+pub const DEFAULT_OUTPUT: &str = "target/wasm/ember-function-embedded.wasm";
+
+/// Options of `ember preinit`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PreinitArgs {
+    /// The embedded function as built (tract inside, exporting `wizer-initialize`).
+    #[arg(long, default_value = env!("EMBER_EMBEDDED_WASM"))]
+    pub component: PathBuf,
+    /// Models directory loaded into the snapshot (mounted at `/models` during initialization).
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// Where the pre-initialized component is written.
+    #[arg(long, default_value = DEFAULT_OUTPUT)]
+    pub out: PathBuf,
+}
+
+/// Runs `ember preinit`.
+pub fn run(args: PreinitArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    write_preinitialized(&args.component, &args.models, &args.out)?;
+    tracing::info!(
+        out = %args.out.display(),
+        ms = started.elapsed().as_millis() as u64,
+        "pre-initialized"
+    );
+    Ok(())
+}
+
+/// Pre-initializes `component` with `models` and writes the result to `out` (atomically).
+pub fn write_preinitialized(component: &Path, models: &Path, out: &Path) -> anyhow::Result<()> {
+    let wasm =
+        std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    let snapshot = tokio::runtime::Builder::new_current_thread()
+        .build()?
+        .block_on(preinitialize(&wasm, models))
+        .with_context(|| format!("pre-initializing {}", component.display()))?;
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let partial = out.with_extension(format!("{}.partial", std::process::id()));
+    std::fs::write(&partial, &snapshot)?;
+    std::fs::rename(&partial, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+/// Runs the component's `wizer-initialize` with `models` mounted and returns the snapshot.
+pub async fn preinitialize(wasm: &[u8], models: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut wizer = Wizer::new();
+    // The component's own export lifts the core function: removing it would leave that lift
+    // dangling. Calling it again later just reloads the models.
+    wizer.keep_init_func(true);
+    let (context, instrumented) = wizer.instrument_component(wasm)?;
+    // The instrumented component runs once: compile it fast rather than well.
+    let mut config = Config::new();
+    config.cranelift_opt_level(OptLevel::None);
+    let engine = Engine::new(&config)?;
+    let component = Component::new(&engine, &instrumented)?;
+    let linker: Linker<HostState> = link(&engine)?;
+    let mut wasi = WasiCtx::builder();
+    wasi.allow_blocking_current_thread(true);
+    wasi.preopened_dir(models, GUEST_MODELS_DIR, FsPerms::ReadOnly)
+        .map_err(|e| anyhow::Error::from(e).context(format!("mounting {}", models.display())))?;
+    let mut store = Store::new(
+        &engine,
+        HostState::new(
+            wasi.build(),
+            WasiNnCtx::new([], InMemoryRegistry::new().into()),
+        ),
+    );
+    let instance = linker.instantiate_async(&mut store, &component).await?;
+    let init = instance.get_typed_func::<(), ()>(&mut store, wizer.get_init_func())?;
+    init.call_async(&mut store, ())
+        .await
+        .map_err(|e| anyhow::Error::from(e).context("the component's wizer-initialize trapped"))?;
+    let snapshot = wizer
+        .snapshot_component(
+            &context,
+            &mut Snapshotting {
+                store: &mut store,
+                instance,
+            },
+        )
+        .await?;
+    Ok(snapshot)
+}
+
+/// Lets the pre-initializer read an instance's state through its instrumented exports.
+struct Snapshotting<'a> {
+    store: &'a mut Store<HostState>,
+    instance: Instance,
+}
+
+impl Snapshotting<'_> {
+    async fn call<R: Lift + Send + Sync + 'static, O>(
+        &mut self,
+        instance: &str,
+        func: &str,
+        read: impl FnOnce(&Store<HostState>, R) -> O,
+    ) -> O {
+        let (_, exported) = self
+            .instance
+            .get_export(&mut *self.store, None, instance)
+            .expect("the instrumented component exports its state");
+        let (_, func) = self
+            .instance
+            .get_export(&mut *self.store, Some(&exported), func)
+            .expect("the instrumented component exports its state");
+        let func = self
+            .instance
+            .get_typed_func::<(), (R,)>(&mut *self.store, func)
+            .expect("state accessors have the instrumented types");
+        let (value,) = func
+            .call_async(&mut *self.store, ())
+            .await
+            .expect("state accessors do not trap");
+        read(self.store, value)
+    }
+}
+
+impl ComponentInstanceState for Snapshotting<'_> {
+    async fn call_func_ret_list_u8(
+        &mut self,
+        instance: &str,
+        func: &str,
+        contents: impl FnOnce(&[u8]) + Send,
+    ) {
+        self.call(instance, func, |store, list: WasmList<u8>| {
+            contents(list.as_le_slice(store))
+        })
+        .await
+    }
+
+    async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {
+        self.call(instance, func, |_, v| v).await
+    }
+
+    async fn call_func_ret_s64(&mut self, instance: &str, func: &str) -> i64 {
+        self.call(instance, func, |_, v| v).await
+    }
+
+    async fn call_func_ret_f32(&mut self, instance: &str, func: &str) -> u32 {
+        self.call(instance, func, |_, v: f32| v.to_bits()).await
+    }
+
+    async fn call_func_ret_f64(&mut self, instance: &str, func: &str) -> u64 {
+        self.call(instance, func, |_, v: f64| v.to_bits()).await
+    }
+}

@@ -1,0 +1,167 @@
+//! The two builds of the function — inference through the host's wasi:nn, and tract embedded in
+//! the guest (pre-initialized, for Spin and other hosts without wasi-nn) — answer alike, through
+//! Ember and through an unmodified `wasmtime serve`; spin.toml describes them correctly.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use crate::support::{assert_close, ember, reference_cases, repo_root, scratch_dir, Server};
+
+/// The pre-initialized embedded function at the path spin.toml names, made once per test run by
+/// `ember preinit` (what spin.toml's build command runs).
+fn embedded_component() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = repo_root();
+        let out = root.join("target/wasm/ember-function-embedded.wasm");
+        ember(&[
+            "preinit",
+            "--models",
+            root.join("models").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        out
+    })
+}
+
+/// Every reference case through `/predict` and v2 `infer`, keyed by model and case.
+fn answers(server: &Server) -> Vec<(String, Value, Value)> {
+    let mut all = Vec::new();
+    for model in ["credit-risk", "digits"] {
+        for case in reference_cases(model) {
+            let name = format!("{model}/{}", case["name"].as_str().unwrap());
+            let (status, predict) =
+                server.post_json(&format!("/models/{model}/predict"), &case["request"]);
+            assert_eq!(status, 200, "{name}: {predict}");
+            assert_close(
+                &predict["probabilities"],
+                &case["probabilities"],
+                1e-4,
+                &name,
+            );
+            let request = json!({ "id": name, "inputs": case["inputs"] });
+            let (status, infer) = server.post_json(&format!("/v2/models/{model}/infer"), &request);
+            assert_eq!(status, 200, "{name} v2: {infer}");
+            all.push((name, predict, infer));
+        }
+    }
+    all
+}
+
+/// The parts of two replies that must agree (not the timestamp).
+fn assert_same_answers(a: &[(String, Value, Value)], b: &[(String, Value, Value)], what: &str) {
+    assert_eq!(a.len(), b.len());
+    for ((name, predict_a, infer_a), (_, predict_b, infer_b)) in a.iter().zip(b) {
+        for field in ["model", "model_version", "prediction", "label"] {
+            assert_eq!(predict_a[field], predict_b[field], "{what} {name}: {field}");
+        }
+        assert_close(
+            &predict_a["probabilities"],
+            &predict_b["probabilities"],
+            1e-6,
+            &format!("{what} {name}"),
+        );
+        assert_close(
+            &infer_a["outputs"][0]["data"],
+            &infer_b["outputs"][0]["data"],
+            1e-6,
+            &format!("{what} {name} v2"),
+        );
+    }
+}
+
+#[test]
+fn embedded_and_wasi_nn_variants_give_the_same_answers_on_ember_and_wasmtime_serve() {
+    let component = embedded_component();
+    let wasi_nn = answers(&Server::start(&[]));
+    let embedded = answers(&Server::start(&["--variant", "embedded"]));
+    assert_same_answers(&wasi_nn, &embedded, "ember embedded vs wasi-nn");
+    let serve = Server::wasmtime_serve(component);
+    let under_wasmtime = answers(&serve);
+    // The same component on two hosts computes bit for bit the same.
+    for ((name, a, _), (_, b, _)) in embedded.iter().zip(&under_wasmtime) {
+        assert_eq!(
+            a["probabilities"], b["probabilities"],
+            "{name}: Ember vs wasmtime serve"
+        );
+    }
+    assert_same_answers(&embedded, &under_wasmtime, "wasmtime serve vs ember");
+    // Bad input gets the same error on both hosts.
+    let bad = json!({"age": "old", "income": 52000, "credit_score": 710});
+    let (status, error) = serve.post_json("/predict", &bad);
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["field"], "age");
+}
+
+#[test]
+fn embedded_fuel_per_request_stays_within_twice_the_wasi_nn_variant() {
+    embedded_component();
+    let request = json!({"age": 42, "income": 52000, "credit_score": 710});
+    let mut fuel = Vec::new();
+    for variant in ["wasi-nn", "embedded"] {
+        let db = scratch_dir("fuel").join("usage.db");
+        let server = Server::start(&["--variant", variant, "--ledger", db.to_str().unwrap()]);
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let reply = server.post_json_full("/predict", &request);
+            assert_eq!(reply.status, 200, "{variant}: {}", reply.body);
+            ids.push(reply.headers["ember-invocation-id"].clone());
+        }
+        drop(server);
+        let conn = Connection::open(&db).unwrap();
+        let figures: Vec<i64> = ids
+            .iter()
+            .map(|id| {
+                conn.query_row("SELECT fuel FROM invocations WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+            })
+            .collect();
+        assert!(
+            figures.windows(2).all(|w| w[0] == w[1]),
+            "{variant}: {figures:?}"
+        );
+        fuel.push(figures[0]);
+    }
+    // credit-risk's graph is 47 MACs, so the embedded variant's fuel is nearly all the same
+    // validation, routing and JSON work as the wasi-nn variant's; without pre-initialization it
+    // would re-parse the model per request (millions of instructions).
+    println!(
+        "guest fuel per credit-risk request: wasi-nn {} | embedded {} ({:.2}x)",
+        fuel[0],
+        fuel[1],
+        fuel[1] as f64 / fuel[0] as f64
+    );
+    assert!(fuel[1] <= 2 * fuel[0], "{fuel:?}");
+}
+
+#[test]
+fn spin_toml_follows_the_manifest_rules_and_names_files_the_build_makes() {
+    embedded_component();
+    let manifest = repo_root().join("spin.toml");
+    let report: Value = serde_json::from_str(&ember(&[
+        "manifest",
+        "--manifest",
+        manifest.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(report["component"], "ember-function", "{report}");
+    assert_eq!(report["routes"], json!(["/..."]));
+    for file in report["files"].as_array().unwrap() {
+        assert_eq!(file["exists"], true, "{file}");
+    }
+    // Spin runs the embedded build: it has no wasi:nn, so the source must not import it.
+    let source = std::fs::read(repo_root().join(report["source"].as_str().unwrap())).unwrap();
+    assert!(
+        !source.windows(7).any(|w| w == b"wasi:nn"),
+        "spin.toml's source imports wasi:nn"
+    );
+    assert!(source
+        .windows(30)
+        .any(|w| w == b"wasi:http/incoming-handler@0.2"));
+}
