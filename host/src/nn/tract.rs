@@ -186,13 +186,13 @@ mod tests {
                 .join("../models")
                 .join(model)
                 .join("1");
-            let model = TractModel::parse(&std::fs::read(dir.join("model.onnx")).unwrap()).unwrap();
+            let graph = TractModel::parse(&std::fs::read(dir.join(GRAPH_FILE)).unwrap()).unwrap();
             let reference: Value =
                 serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap())
                     .unwrap();
             for case in reference["cases"].as_array().unwrap() {
                 let input = fp32_tensor_from_json(&case["inputs"][0]).unwrap();
-                let outputs = run_named(&model, vec![input]).unwrap();
+                let outputs = run_named(&graph, vec![input]).unwrap();
                 let expected = fp32_tensor_from_json(&case["outputs"][0]).unwrap().tensor;
                 assert_eq!(
                     outputs[0].name,
