@@ -52,7 +52,8 @@ fn answers(server: &Server) -> Vec<(String, Value, Value)> {
     all
 }
 
-/// The parts of two replies that must agree (not the timestamp).
+/// The parts of two replies that must agree (not the timestamp). Native and wasm tract kernels
+/// round differently in the last bits (digits' logits reach ±16, where an f32 step is 2e-6).
 fn assert_same_answers(a: &[(String, Value, Value)], b: &[(String, Value, Value)], what: &str) {
     assert_eq!(a.len(), b.len());
     for ((name, predict_a, infer_a), (_, predict_b, infer_b)) in a.iter().zip(b) {
@@ -68,7 +69,7 @@ fn assert_same_answers(a: &[(String, Value, Value)], b: &[(String, Value, Value)
         assert_close(
             &infer_a["outputs"][0]["data"],
             &infer_b["outputs"][0]["data"],
-            1e-6,
+            1e-5,
             &format!("{what} {name} v2"),
         );
     }
