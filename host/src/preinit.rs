@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use wasmtime::component::{Component, Instance, Lift, Linker, WasmList};
 use wasmtime::{Config, Engine, OptLevel, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx};
@@ -16,6 +18,9 @@ use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
 use crate::runtime::{link, HostState};
 use ember_function::catalog::GUEST_MODELS_DIR;
+
+/// Seed of the random sources pre-initialization runs with.
+const SEED: u64 = 0x454d_4245_52;
 
 /// Where `ember preinit` writes by default, and what spin.toml's `source` names.
 pub const DEFAULT_OUTPUT: &str = "target/wasm/ember-function-embedded.wasm";
@@ -77,6 +82,12 @@ pub async fn preinitialize(wasm: &[u8], models: &Path) -> anyhow::Result<Vec<u8>
     let component = Component::new(&engine, &instrumented)?;
     let linker: Linker<HostState> = link(&engine)?;
     let mut wasi = WasiCtx::builder();
+    // Fixed seeds: the snapshot keeps whatever randomness initialization drew (std's hash-map
+    // keys, shared by every instance made from it either way), so seeding makes the output the
+    // same bytes for the same inputs — reproducible builds and one compiled-cache entry.
+    wasi.secure_random(StdRng::seed_from_u64(SEED))
+        .insecure_random(StdRng::seed_from_u64(SEED))
+        .insecure_random_seed(SEED.into());
     wasi.allow_blocking_current_thread(true);
     wasi.preopened_dir(models, GUEST_MODELS_DIR, FsPerms::ReadOnly)
         .map_err(|e| anyhow::Error::from(e).context(format!("mounting {}", models.display())))?;

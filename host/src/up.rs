@@ -89,15 +89,19 @@ const DEFAULT_MODEL_ENV: &str = "EMBER_DEFAULT_MODEL";
 /// Starts the server and runs until interrupted.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Resolved before the server's runtime starts: pre-initializing runs a runtime of its own.
+    let function = ServedFunction::resolve(&args)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = args.workers {
         runtime.worker_threads(workers);
     }
-    runtime.enable_all().build()?.block_on(serve(args, started))
+    runtime
+        .enable_all()
+        .build()?
+        .block_on(serve(args, function, started))
 }
 
-async fn serve(args: UpArgs, started: Instant) -> anyhow::Result<()> {
-    let function = ServedFunction::resolve(&args)?;
+async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyhow::Result<()> {
     let graphs = Arc::new(GraphStore::new(
         DirCatalog::new(&function.models),
         Box::new(TractBackend),

@@ -166,3 +166,44 @@ fn spin_toml_follows_the_manifest_rules_and_names_files_the_build_makes() {
         .windows(30)
         .any(|w| w == b"wasi:http/incoming-handler@0.2"));
 }
+
+#[test]
+fn ember_up_pre_initializes_a_missing_embedded_component_from_the_manifest() {
+    embedded_component();
+    let dir = scratch_dir("manifest");
+    let root = repo_root();
+    let manifest = std::fs::read_to_string(root.join("spin.toml"))
+        .unwrap()
+        .replace(
+            "source = \"target/wasm/ember-function-embedded.wasm\"",
+            &format!("source = \"{}\"", dir.join("embedded.wasm").display()),
+        )
+        .replace(
+            "{ source = \"models\"",
+            &format!("{{ source = \"{}\"", root.join("models").display()),
+        );
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let server = Server::start(&[
+        "--manifest",
+        path.to_str().unwrap(),
+        "--variant",
+        "embedded",
+    ]);
+    assert!(server
+        .logs()
+        .contains("pre-initialized the embedded function"));
+    // Pre-initialization is reproducible: the same code and models give the same bytes as
+    // `ember preinit` (so the compiled component is cached once).
+    assert!(
+        std::fs::read(dir.join("embedded.wasm")).unwrap()
+            == std::fs::read(embedded_component()).unwrap(),
+        "pre-initialization is not reproducible"
+    );
+    let (status, reply) = server.post_json(
+        "/predict",
+        &json!({"age": 42, "income": 52000, "credit_score": 710}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["model"], "credit-risk");
+}
