@@ -19,8 +19,8 @@ use wasmtime_wizer::{ComponentInstanceState, Wizer};
 use crate::runtime::{link, HostState};
 use ember_function::catalog::GUEST_MODELS_DIR;
 
-/// Seed of the random sources pre-initialization runs with.
-const SEED: u64 = 0x454d_4245_52;
+/// Seed of the random sources pre-initialization runs with ("EMBER" in ASCII).
+const SEED: u64 = 0x0045_4d42_4552;
 
 /// Where `ember preinit` writes by default, and what spin.toml's `source` names.
 pub const DEFAULT_OUTPUT: &str = "target/wasm/ember-function-embedded.wasm";
