@@ -367,29 +367,13 @@ impl Manifest {
     /// Expands `{{ name }}` from application variables: `SPIN_VARIABLE_<NAME>` in Ember's
     /// environment (Spin's environment provider), else the default; a required one must be set.
     fn resolve(&self, template: &str) -> anyhow::Result<String> {
-        let mut out = String::new();
-        let mut rest = template;
-        while let Some(start) = rest.find("{{") {
-            out.push_str(&rest[..start]);
-            let end = rest[start..]
-                .find("}}")
-                .context("unclosed '{{' in a variable template")?;
-            let name = rest[start + 2..start + end].trim();
-            let variable = &self.variables[name];
-            let value = std::env::var(format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()))
+        expand(template, |name| {
+            let from_env = format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase());
+            std::env::var(&from_env)
                 .ok()
-                .or_else(|| variable.default.clone())
-                .with_context(|| {
-                    format!(
-                        "variable '{name}' is required and not set (SPIN_VARIABLE_{})",
-                        name.to_ascii_uppercase()
-                    )
-                })?;
-            out.push_str(&value);
-            rest = &rest[start + end + 2..];
-        }
-        out.push_str(rest);
-        Ok(out)
+                .or_else(|| self.variables.get(name)?.default.clone())
+                .with_context(|| format!("variable '{name}' is required and not set ({from_env})"))
+        })
     }
 
     /// Whether the guest environment variable `key` carries a secret application variable.
@@ -462,15 +446,30 @@ fn file_mount(mount: &toml::Value) -> anyhow::Result<(String, String)> {
 /// The `{{ name }}` references in a template.
 fn template_references(template: &str) -> anyhow::Result<Vec<String>> {
     let mut names = Vec::new();
+    expand(template, |name| {
+        names.push(name.to_string());
+        Ok(String::new())
+    })?;
+    Ok(names)
+}
+
+/// Replaces each `{{ name }}` in a template with `value(name)`.
+fn expand(
+    template: &str,
+    mut value: impl FnMut(&str) -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
         let end = rest[start..]
             .find("}}")
             .context("unclosed '{{' in a variable template")?;
-        names.push(rest[start + 2..start + end].trim().to_string());
+        out.push_str(&value(rest[start + 2..start + end].trim())?);
         rest = &rest[start + end + 2..];
     }
-    Ok(names)
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn is_kebab(id: &str) -> bool {

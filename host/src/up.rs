@@ -226,18 +226,17 @@ impl ServedFunction {
             preinit_if_stale(&component, &models)?;
         }
         let mut env = function.as_ref().map(|f| f.env.clone()).unwrap_or_default();
-        if let Some(model) = &args.default_model {
-            env.retain(|(k, _)| k != DEFAULT_MODEL_ENV);
-            env.push((DEFAULT_MODEL_ENV.into(), model.clone()));
-        }
-        let default_model = env
-            .iter()
-            .find(|(k, _)| k == DEFAULT_MODEL_ENV)
-            .map(|(_, v)| v.clone())
+        let default_model = args
+            .default_model
+            .clone()
+            .or_else(|| {
+                env.iter()
+                    .find(|(k, _)| k == DEFAULT_MODEL_ENV)
+                    .map(|(_, v)| v.clone())
+            })
             .unwrap_or_else(|| DEFAULT_MODEL.to_string());
-        if !env.iter().any(|(k, _)| k == DEFAULT_MODEL_ENV) {
-            env.push((DEFAULT_MODEL_ENV.into(), default_model.clone()));
-        }
+        env.retain(|(k, _)| k != DEFAULT_MODEL_ENV);
+        env.push((DEFAULT_MODEL_ENV.into(), default_model.clone()));
         Ok(Self {
             component,
             models,
