@@ -114,47 +114,45 @@ pub fn is_valid_version(version: &str) -> bool {
         && version.bytes().all(|b| b.is_ascii_digit())
 }
 
-impl Catalog for DirCatalog {
-    fn spec_routed(
+impl DirCatalog {
+    /// The version `name` is asked at — a number or an alias — or, when `version` is `None`, the
+    /// one `routing` picks (split, else `stable`, else the newest); its spec is not read.
+    pub fn resolve_version(
         &self,
         name: &str,
         version: Option<&str>,
         routing: &Routing,
         pick: Pick,
-    ) -> Result<ModelSpec, ApiError> {
-        let unknown_model = || {
-            ApiError::not_found("unknown_model", format!("no model named '{name}'"))
-                .with_field("model")
-        };
-        let unknown_version = |v: &str| {
-            ApiError::not_found(
-                "unknown_version",
-                format!("model '{name}' has no version or alias '{v}'"),
-            )
-            .with_field("version")
-        };
+    ) -> Result<String, ApiError> {
         if !is_valid_name(name) {
-            return Err(unknown_model());
+            return Err(unknown_model(name));
         }
-        let version = match version {
+        Ok(match version {
             Some(v) if is_valid_version(v) => v.to_string(),
             Some(alias) if is_valid_name(alias) => routing
                 .aliases
                 .get(alias)
                 .cloned()
-                .ok_or_else(|| unknown_version(alias))?,
-            Some(v) => return Err(unknown_version(v)),
+                .ok_or_else(|| unknown_version(name, alias))?,
+            Some(v) => return Err(unknown_version(name, v)),
             None => match routing.choose(pick) {
                 Some(v) => v.to_string(),
-                None => self.versions_of(name).pop().ok_or_else(unknown_model)?,
+                None => self
+                    .versions_of(name)
+                    .pop()
+                    .ok_or_else(|| unknown_model(name))?,
             },
-        };
-        let path = self.root.join(name).join(&version).join(SPEC_FILE);
+        })
+    }
+
+    /// Reads and parses the spec of `name` at a resolved `version`.
+    pub fn read_spec(&self, name: &str, version: &str) -> Result<ModelSpec, ApiError> {
+        let path = self.root.join(name).join(version).join(SPEC_FILE);
         let text = std::fs::read(&path).map_err(|_| {
             if self.root.join(name).is_dir() {
-                unknown_version(&version)
+                unknown_version(name, version)
             } else {
-                unknown_model()
+                unknown_model(name)
             }
         })?;
         ModelSpec::from_json(&text).map_err(|_| {
@@ -164,6 +162,31 @@ impl Catalog for DirCatalog {
                 format!("model '{name}' version {version} is misconfigured"),
             )
         })
+    }
+}
+
+fn unknown_model(name: &str) -> ApiError {
+    ApiError::not_found("unknown_model", format!("no model named '{name}'")).with_field("model")
+}
+
+fn unknown_version(name: &str, version: &str) -> ApiError {
+    ApiError::not_found(
+        "unknown_version",
+        format!("model '{name}' has no version or alias '{version}'"),
+    )
+    .with_field("version")
+}
+
+impl Catalog for DirCatalog {
+    fn spec_routed(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        routing: &Routing,
+        pick: Pick,
+    ) -> Result<ModelSpec, ApiError> {
+        let version = self.resolve_version(name, version, routing, pick)?;
+        self.read_spec(name, &version)
     }
 
     fn routing(&self, name: &str) -> Routing {

@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use crate::support::{assert_close, ember, reference_cases, repo_root, scratch_dir, Server};
+use crate::support::{
+    assert_close, ember, models_copy, reference_cases, repo_root, scratch_dir, Server,
+};
 
 /// The pre-initialized embedded function at the path spin.toml names, made once per test run by
 /// `ember preinit` (what spin.toml's build command runs).
@@ -206,4 +208,38 @@ fn ember_up_pre_initializes_a_missing_embedded_component_from_the_manifest() {
     );
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["model"], "credit-risk");
+}
+
+#[test]
+fn the_embedded_build_follows_live_routing_and_serves_versions_newer_than_its_snapshot() {
+    embedded_component();
+    let models = models_copy();
+    let dir = models.to_str().unwrap();
+    let server = Server::start(&["--variant", "embedded", "--models", dir]);
+    let request = json!({"age": 42, "income": 52000, "credit_score": 710});
+    let (_, reply) = server.post_json("/predict", &request);
+    assert_eq!(reply["model_version"], "1", "{reply}");
+    // Routing is read per request: a promotion applies at once, specs come from the snapshot.
+    ember(&["models", "--models", dir, "promote", "credit-risk", "2"]);
+    let (_, reply) = server.post_json("/predict", &request);
+    assert_eq!(reply["model_version"], "2", "{reply}");
+    // A version published after the snapshot is parsed on first use, not refused.
+    let v3 = models.join("credit-risk").join("3");
+    std::fs::create_dir_all(&v3).unwrap();
+    std::fs::copy(
+        models.join("credit-risk/1/model.onnx"),
+        v3.join("model.onnx"),
+    )
+    .unwrap();
+    let spec = std::fs::read_to_string(models.join("credit-risk/1/model.json")).unwrap();
+    std::fs::write(
+        v3.join("model.json"),
+        spec.replace("\"version\":\"1\"", "\"version\":\"3\""),
+    )
+    .unwrap();
+    let (status, reply) = server.post_json("/models/credit-risk/versions/3/predict", &request);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["model_version"], "3");
+    let (_, v1) = server.post_json("/models/credit-risk/versions/1/predict", &request);
+    assert_eq!(reply["probabilities"], v1["probabilities"]);
 }

@@ -2,23 +2,57 @@
 //!
 //! Parsing and optimizing a model costs millions of instructions, far more than a request, and
 //! every request gets a fresh instance. So the component is pre-initialized (wizer-style, by
-//! `ember preinit`): its `wizer-initialize` export loads every model version under `/models`, and
-//! the snapshot of that memory becomes the component's data, so each instance starts with ready
-//! plans. A version added after the snapshot is parsed on first use in each instance: correct,
-//! but slow until the component is pre-initialized again. Versions are immutable once published.
+//! `ember preinit`): its `wizer-initialize` export loads every model version under `/models` — its
+//! spec and its tract plan — and the snapshot of that memory becomes the component's data, so each
+//! instance starts with both ready. Routing is still read per request (promotions and rollbacks
+//! apply at once). A version added after the snapshot is parsed on first use in each instance:
+//! correct, but slow until the component is pre-initialized again. Versions are immutable once
+//! published.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::app::Inference;
-use crate::catalog::{Catalog, DirCatalog, GRAPH_FILE, GUEST_MODELS_DIR};
+use crate::catalog::{Catalog, DirCatalog, ModelVersions, GRAPH_FILE, GUEST_MODELS_DIR};
 use crate::error::ApiError;
+use crate::routing::{Pick, Routing};
 use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
 use crate::tract::TractModel;
 
 /// Ready models by graph name (`<model>/<version>`); filled by pre-initialization.
 static MODELS: Mutex<BTreeMap<String, Arc<TractModel>>> = Mutex::new(BTreeMap::new());
+
+/// Parsed specs by graph name; filled by pre-initialization.
+static SPECS: Mutex<BTreeMap<String, ModelSpec>> = Mutex::new(BTreeMap::new());
+
+/// The models directory, with the specs the snapshot holds already parsed.
+pub struct SnapshotCatalog(pub DirCatalog);
+
+impl Catalog for SnapshotCatalog {
+    fn spec_routed(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        routing: &Routing,
+        pick: Pick,
+    ) -> Result<ModelSpec, ApiError> {
+        let version = self.0.resolve_version(name, version, routing, pick)?;
+        let key = format!("{name}/{version}");
+        if let Some(spec) = SPECS.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(spec.clone());
+        }
+        self.0.read_spec(name, &version)
+    }
+
+    fn models(&self) -> Vec<ModelVersions> {
+        self.0.models()
+    }
+
+    fn routing(&self, name: &str) -> Routing {
+        self.0.routing(name)
+    }
+}
 
 /// tract inside the guest, over the models in its memory.
 pub struct Embedded;
@@ -82,8 +116,12 @@ impl Guest for Preinit {
         for listed in catalog.models() {
             for version in &listed.versions {
                 // A version that fails to load here answers 503 `model_not_ready` when asked for.
-                if let Ok(spec) = catalog.spec(&listed.name, Some(version), Default::default()) {
+                if let Ok(spec) = catalog.read_spec(&listed.name, version) {
                     let _ = model(&spec);
+                    SPECS
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(spec.graph_name(), spec);
                 }
             }
         }

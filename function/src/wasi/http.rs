@@ -7,9 +7,8 @@ use wasip2::http::types::{
 };
 use wasip2::io::streams::StreamError;
 
-use super::Engine;
+use super::{catalog, Engine};
 use crate::app::{too_large, App, Request, Response, DEFAULT_MODEL, MAX_BODY_BYTES};
-use crate::catalog::{DirCatalog, GUEST_MODELS_DIR};
 use crate::routing::Pick;
 
 struct Handler;
@@ -26,7 +25,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
                 let caller_key = header(&request, "ember-caller-key");
                 let default_model =
                     std::env::var("EMBER_DEFAULT_MODEL").unwrap_or_else(|_| DEFAULT_MODEL.into());
-                let app = App::new(DirCatalog::new(GUEST_MODELS_DIR), Engine, default_model);
+                let app = App::new(catalog(), Engine, default_model);
                 app.handle(&Request {
                     method: &method,
                     path: &path,

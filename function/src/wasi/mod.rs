@@ -9,7 +9,21 @@ mod http;
 #[cfg(not(feature = "embedded"))]
 mod nn;
 
+use crate::catalog::{DirCatalog, GUEST_MODELS_DIR};
+
 #[cfg(feature = "embedded")]
 use embedded::Embedded as Engine;
 #[cfg(not(feature = "embedded"))]
 use nn::WasiNn as Engine;
+
+/// Where this build finds model specs: the snapshot's parsed specs over the models directory.
+#[cfg(feature = "embedded")]
+fn catalog() -> embedded::SnapshotCatalog {
+    embedded::SnapshotCatalog(DirCatalog::new(GUEST_MODELS_DIR))
+}
+
+/// Where this build finds model specs: the models directory.
+#[cfg(not(feature = "embedded"))]
+fn catalog() -> DirCatalog {
+    DirCatalog::new(GUEST_MODELS_DIR)
+}
