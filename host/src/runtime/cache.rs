@@ -45,9 +45,33 @@ pub fn load_component(
     let partial = path.with_extension(format!("{}.partial", std::process::id()));
     std::fs::write(&partial, &compiled)?;
     std::fs::rename(&partial, &path)?;
+    prune(cache_dir, KEEP_ENTRIES);
     // SAFETY: these bytes were just produced by `precompile_component` on this engine.
     let component = unsafe { Component::deserialize(engine, &compiled) }?;
     Ok((component, CacheOutcome::Compiled))
+}
+
+/// Compiled components kept in a cache directory; older ones are deleted (an embedded build's
+/// entry is ~66 MB, and every rebuild of a function makes a new one).
+const KEEP_ENTRIES: usize = 8;
+
+/// Deletes all but the `keep` most recently modified `.cwasm` files in `dir`. Best effort: a file
+/// another process still maps stays readable to it on Unix.
+fn prune(dir: &Path, keep: usize) {
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    entries.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, stale) in entries.into_iter().skip(keep) {
+        if std::fs::remove_file(&stale).is_ok() {
+            tracing::info!(path = %stale.display(), "removed an old compiled component");
+        }
+    }
 }
 
 fn cache_path(engine: &Engine, wasm: &[u8], cache_dir: &Path) -> PathBuf {
@@ -69,5 +93,31 @@ impl Hasher for Sha256Hasher {
 
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_keeps_the_newest_compiled_components_and_other_files() {
+        let dir = std::env::temp_dir().join(format!("ember-cache-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..5 {
+            std::fs::write(dir.join(format!("{i}.cwasm")), b"x").unwrap();
+            // Distinct modification times, oldest first.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::fs::write(dir.join("notes.txt"), b"kept").unwrap();
+        prune(&dir, 2);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["3.cwasm", "4.cwasm", "notes.txt"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
