@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{assert_close, ember, models_copy, Server};
+use crate::support::{assert_close, ember, models_copy, publish_copy, Server};
 
 fn ember_models(models: &Path, args: &[&str]) {
     let mut all = vec!["models", "--models", models.to_str().unwrap()];
@@ -223,17 +223,7 @@ fn a_version_added_while_serving_is_served_without_a_restart() {
             .0,
         404
     );
-    let v3 = models.join("credit-risk").join("3");
-    std::fs::create_dir_all(&v3).unwrap();
-    for file in ["model.onnx", "model.toml", "reference.json"] {
-        std::fs::copy(models.join("credit-risk/2").join(file), v3.join(file)).unwrap();
-    }
-    let spec = std::fs::read_to_string(models.join("credit-risk/2/model.json")).unwrap();
-    std::fs::write(
-        v3.join("model.json"),
-        spec.replace("\"version\":\"2\"", "\"version\":\"3\""),
-    )
-    .unwrap();
+    publish_copy(&models, "credit-risk", "2", "3");
     let (status, reply) =
         server.post_json("/models/credit-risk/versions/3/predict", &case["request"]);
     assert_eq!(status, 200, "{reply}");

@@ -2,49 +2,42 @@
 
 use serde_json::json;
 
-use crate::support::{assert_close, reference_cases, Server};
+use crate::support::{assert_close, reference_answers, reference_cases, Server};
 
 const TOLERANCE: f64 = 1e-4;
 
 #[test]
 fn reference_cases_match_onnxruntime_through_predict_and_v2_infer() {
     let server = Server::start(&[]);
-    for model in ["credit-risk", "digits"] {
-        for case in reference_cases(model) {
-            let name = case["name"].as_str().unwrap();
-            let (status, reply) =
-                server.post_json(&format!("/models/{model}/predict"), &case["request"]);
-            assert_eq!(status, 200, "{model}/{name}: {reply}");
-            assert_close(
-                &reply["probabilities"],
-                &case["probabilities"],
-                TOLERANCE,
-                name,
-            );
-            assert_eq!(reply["prediction"], case["prediction"], "{model}/{name}");
-            assert_eq!(reply["model"], model);
-            assert_eq!(reply["model_version"], "1");
-            let confidence = reply["confidence"].as_f64().unwrap();
-            let top = case["probabilities"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p.as_f64().unwrap())
-                .fold(0.0, f64::max);
-            assert!((confidence - top).abs() <= TOLERANCE, "{name}: confidence");
+    for answer in reference_answers(&server) {
+        let (name, case, reply) = (&answer.name, &answer.case, &answer.predict);
+        assert_close(
+            &reply["probabilities"],
+            &case["probabilities"],
+            TOLERANCE,
+            name,
+        );
+        assert_eq!(reply["prediction"], case["prediction"], "{name}");
+        assert_eq!(reply["model"], answer.model);
+        assert_eq!(reply["model_version"], "1");
+        let confidence = reply["confidence"].as_f64().unwrap();
+        let top = case["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert!((confidence - top).abs() <= TOLERANCE, "{name}: confidence");
 
-            let request = json!({ "id": name, "inputs": case["inputs"] });
-            let (status, reply) = server.post_json(&format!("/v2/models/{model}/infer"), &request);
-            assert_eq!(status, 200, "{model}/{name} v2: {reply}");
-            assert_eq!(reply["id"], name);
-            assert_eq!(reply["model_name"], model);
-            let expected = &case["outputs"][0];
-            let output = &reply["outputs"][0];
-            assert_eq!(output["name"], expected["name"]);
-            assert_eq!(output["shape"], expected["shape"]);
-            assert_eq!(output["datatype"], "FP32");
-            assert_close(&output["data"], &expected["data"], TOLERANCE, name);
-        }
+        let reply = &answer.infer;
+        assert_eq!(&reply["id"], name);
+        assert_eq!(reply["model_name"], answer.model);
+        let expected = &case["outputs"][0];
+        let output = &reply["outputs"][0];
+        assert_eq!(output["name"], expected["name"]);
+        assert_eq!(output["shape"], expected["shape"]);
+        assert_eq!(output["datatype"], "FP32");
+        assert_close(&output["data"], &expected["data"], TOLERANCE, name);
     }
 }
 

@@ -317,6 +317,64 @@ pub fn assert_close(actual: &Value, expected: &Value, tolerance: f64, what: &str
     }
 }
 
+/// One reference case's replies from a server: `/predict` and v2 `infer`.
+pub struct ReferenceAnswer {
+    /// `<model>/<case>`, also the v2 request id.
+    pub name: String,
+    /// Model name.
+    pub model: &'static str,
+    /// The case (inputs with onnxruntime's outputs).
+    pub case: Value,
+    /// The `/models/{model}/predict` reply (status 200 checked).
+    pub predict: Value,
+    /// The `/v2/models/{model}/infer` reply (status 200 checked).
+    pub infer: Value,
+}
+
+/// Every reference case of both bundled models through `/predict` and v2 `infer`.
+pub fn reference_answers(server: &Server) -> Vec<ReferenceAnswer> {
+    let mut all = Vec::new();
+    for model in ["credit-risk", "digits"] {
+        for case in reference_cases(model) {
+            let name = format!("{model}/{}", case["name"].as_str().unwrap());
+            let (status, predict) =
+                server.post_json(&format!("/models/{model}/predict"), &case["request"]);
+            assert_eq!(status, 200, "{name}: {predict}");
+            let request = serde_json::json!({ "id": name, "inputs": case["inputs"] });
+            let (status, infer) = server.post_json(&format!("/v2/models/{model}/infer"), &request);
+            assert_eq!(status, 200, "{name} v2: {infer}");
+            all.push(ReferenceAnswer {
+                name,
+                model,
+                case,
+                predict,
+                infer,
+            });
+        }
+    }
+    all
+}
+
+/// Publishes a copy of `model`'s version `from` as version `to` in a models directory, as an
+/// operator would: the same graph and files, the spec renumbered.
+pub fn publish_copy(models: &Path, model: &str, from: &str, to: &str) {
+    let source = models.join(model).join(from);
+    let target = models.join(model).join(to);
+    std::fs::create_dir_all(&target).unwrap();
+    for file in ["model.onnx", "model.toml", "reference.json"] {
+        std::fs::copy(source.join(file), target.join(file)).unwrap();
+    }
+    let spec = std::fs::read_to_string(source.join("model.json")).unwrap();
+    std::fs::write(
+        target.join("model.json"),
+        spec.replace(
+            &format!("\"version\":\"{from}\""),
+            &format!("\"version\":\"{to}\""),
+        ),
+    )
+    .unwrap();
+}
+
 /// A private copy of the bundled models, so routing changes stay in one test.
 pub fn models_copy() -> PathBuf {
     let dir = scratch_dir("models");

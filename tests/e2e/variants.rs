@@ -9,7 +9,8 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_close, ember, models_copy, reference_cases, repo_root, scratch_dir, Server,
+    assert_close, ember, models_copy, publish_copy, reference_answers, repo_root, scratch_dir,
+    ReferenceAnswer, Server,
 };
 
 /// The pre-initialized embedded function at the path spin.toml names, made once per test run by
@@ -30,47 +31,38 @@ fn embedded_component() -> &'static PathBuf {
     })
 }
 
-/// Every reference case through `/predict` and v2 `infer`, keyed by model and case.
-fn answers(server: &Server) -> Vec<(String, Value, Value)> {
-    let mut all = Vec::new();
-    for model in ["credit-risk", "digits"] {
-        for case in reference_cases(model) {
-            let name = format!("{model}/{}", case["name"].as_str().unwrap());
-            let (status, predict) =
-                server.post_json(&format!("/models/{model}/predict"), &case["request"]);
-            assert_eq!(status, 200, "{name}: {predict}");
-            assert_close(
-                &predict["probabilities"],
-                &case["probabilities"],
-                1e-4,
-                &name,
-            );
-            let request = json!({ "id": name, "inputs": case["inputs"] });
-            let (status, infer) = server.post_json(&format!("/v2/models/{model}/infer"), &request);
-            assert_eq!(status, 200, "{name} v2: {infer}");
-            all.push((name, predict, infer));
-        }
+/// Every reference case through `/predict` and v2 `infer`, within 1e-4 of onnxruntime.
+fn answers(server: &Server) -> Vec<ReferenceAnswer> {
+    let all = reference_answers(server);
+    for answer in &all {
+        assert_close(
+            &answer.predict["probabilities"],
+            &answer.case["probabilities"],
+            1e-4,
+            &answer.name,
+        );
     }
     all
 }
 
 /// The parts of two replies that must agree (not the timestamp). Native and wasm tract kernels
 /// round differently in the last bits (digits' logits reach ±16, where an f32 step is 2e-6).
-fn assert_same_answers(a: &[(String, Value, Value)], b: &[(String, Value, Value)], what: &str) {
+fn assert_same_answers(a: &[ReferenceAnswer], b: &[ReferenceAnswer], what: &str) {
     assert_eq!(a.len(), b.len());
-    for ((name, predict_a, infer_a), (_, predict_b, infer_b)) in a.iter().zip(b) {
+    for (a, b) in a.iter().zip(b) {
+        let name = &a.name;
         for field in ["model", "model_version", "prediction", "label"] {
-            assert_eq!(predict_a[field], predict_b[field], "{what} {name}: {field}");
+            assert_eq!(a.predict[field], b.predict[field], "{what} {name}: {field}");
         }
         assert_close(
-            &predict_a["probabilities"],
-            &predict_b["probabilities"],
+            &a.predict["probabilities"],
+            &b.predict["probabilities"],
             1e-6,
             &format!("{what} {name}"),
         );
         assert_close(
-            &infer_a["outputs"][0]["data"],
-            &infer_b["outputs"][0]["data"],
+            &a.infer["outputs"][0]["data"],
+            &b.infer["outputs"][0]["data"],
             1e-5,
             &format!("{what} {name} v2"),
         );
@@ -86,10 +78,11 @@ fn embedded_and_wasi_nn_variants_give_the_same_answers_on_ember_and_wasmtime_ser
     let serve = Server::wasmtime_serve(component);
     let under_wasmtime = answers(&serve);
     // The same component on two hosts computes bit for bit the same.
-    for ((name, a, _), (_, b, _)) in embedded.iter().zip(&under_wasmtime) {
+    for (a, b) in embedded.iter().zip(&under_wasmtime) {
         assert_eq!(
-            a["probabilities"], b["probabilities"],
-            "{name}: Ember vs wasmtime serve"
+            a.predict["probabilities"], b.predict["probabilities"],
+            "{}: Ember vs wasmtime serve",
+            a.name
         );
     }
     assert_same_answers(&embedded, &under_wasmtime, "wasmtime serve vs ember");
@@ -224,19 +217,7 @@ fn the_embedded_build_follows_live_routing_and_serves_versions_newer_than_its_sn
     let (_, reply) = server.post_json("/predict", &request);
     assert_eq!(reply["model_version"], "2", "{reply}");
     // A version published after the snapshot is parsed on first use, not refused.
-    let v3 = models.join("credit-risk").join("3");
-    std::fs::create_dir_all(&v3).unwrap();
-    std::fs::copy(
-        models.join("credit-risk/1/model.onnx"),
-        v3.join("model.onnx"),
-    )
-    .unwrap();
-    let spec = std::fs::read_to_string(models.join("credit-risk/1/model.json")).unwrap();
-    std::fs::write(
-        v3.join("model.json"),
-        spec.replace("\"version\":\"1\"", "\"version\":\"3\""),
-    )
-    .unwrap();
+    publish_copy(&models, "credit-risk", "1", "3");
     let (status, reply) = server.post_json("/models/credit-risk/versions/3/predict", &request);
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["model_version"], "3");

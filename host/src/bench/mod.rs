@@ -75,13 +75,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "model", "p50", "p99", "overhead", "e2e/native"
     );
     for ((model, probe), floor) in MODELS.iter().zip(&probes).zip(&floors) {
-        runtime.block_on(client::load(probe, 1, Duration::from_secs(1), 200))?;
-        let (samples, _) = runtime.block_on(client::load(
-            probe,
-            1,
-            Duration::from_secs(60),
-            args.requests,
-        ))?;
+        let samples = warm_latency(&runtime, probe, args.requests)?;
         let p50 = samples.p50_us();
         println!(
             "{model:<12} {p50:>8.1} {:>8.1} {:>10.1} {:>11.1}x",
@@ -159,13 +153,7 @@ fn variants(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resu
                 &["--preload", "--variant", variant],
             )?;
             let probe = probe(&args.models, &address, model)?;
-            runtime.block_on(client::load(&probe, 1, Duration::from_secs(1), 200))?;
-            let (samples, _) = runtime.block_on(client::load(
-                &probe,
-                1,
-                Duration::from_secs(60),
-                args.requests / 3,
-            ))?;
+            let samples = warm_latency(runtime, &probe, args.requests / 3)?;
             stop(&mut child);
             let conn =
                 crate::metering::ledger::open(&ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
@@ -293,6 +281,18 @@ fn probe(models: &Path, address: &str, model: &str) -> anyhow::Result<Probe> {
         path: format!("/models/{model}/predict"),
         body: Bytes::from(serde_json::to_vec(&case["request"])?),
     })
+}
+
+/// Latencies of `requests` sequential requests (concurrency 1), after 200 to warm up.
+fn warm_latency(
+    runtime: &tokio::runtime::Runtime,
+    probe: &Probe,
+    requests: usize,
+) -> anyhow::Result<Samples> {
+    runtime.block_on(client::load(probe, 1, Duration::from_secs(1), 200))?;
+    let (samples, _) =
+        runtime.block_on(client::load(probe, 1, Duration::from_secs(60), requests))?;
+    Ok(samples)
 }
 
 /// Median tract inference on the first reference case's tensors, without wasm or HTTP.
