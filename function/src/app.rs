@@ -259,16 +259,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
             .as_deref()
             .filter(|v| *v != spec.version)
             .and_then(|v| self.shadow(name, v, &body, result.prediction));
-        let mut reply = json!({
-            "model": spec.name,
-            "model_version": spec.version,
-            "prediction": result.prediction,
-            "label": result.label,
-            "confidence": result.confidence,
-            "probabilities": result.probabilities,
-            "labels": spec.labels,
-            "timestamp": crate::clock::now_rfc3339(),
-        });
+        let mut reply = prediction_body(&spec, &result);
         if let Some((failed, reason)) = &fallback {
             reply["fallback"] = json!({ "from_version": failed, "reason": reason });
         }
@@ -383,8 +374,23 @@ pub fn fallback_answer(answer: &Value, model: &str, failed_version: &str, reason
     body
 }
 
+/// The `/predict` reply for a classification: every host and backend (the browser too) answers
+/// with this shape.
+pub fn prediction_body(spec: &ModelSpec, result: &Classification) -> Value {
+    json!({
+        "model": spec.name,
+        "model_version": spec.version,
+        "prediction": result.prediction,
+        "label": result.label,
+        "confidence": result.confidence,
+        "probabilities": result.probabilities,
+        "labels": spec.labels,
+        "timestamp": crate::clock::now_rfc3339(),
+    })
+}
+
 /// The model's preprocessing: named features or an image into its input tensor.
-fn preprocess(spec: &ModelSpec, body: &Value) -> Result<Tensor, ApiError> {
+pub fn preprocess(spec: &ModelSpec, body: &Value) -> Result<Tensor, ApiError> {
     match (&spec.tabular, &spec.vision) {
         (Some(tabular), _) => tabular::to_tensor(tabular, body),
         (_, Some(vision)) => vision::to_tensor(vision, body),

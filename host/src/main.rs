@@ -10,6 +10,7 @@ mod nn;
 mod preinit;
 mod runtime;
 mod server;
+mod static_files;
 mod stats;
 mod up;
 

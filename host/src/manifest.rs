@@ -7,6 +7,8 @@
 //!
 //! Ember's own settings live where Spin allows tools theirs: `[component.<id>.tool.ember]`
 //! (`wasi_nn_source`: the variant that infers through the host's wasi:nn, which Spin lacks).
+//! Components whose source is Spin's static file server ([`STATIC_FILESERVER`], e.g. the browser
+//! demo) are not run: Ember serves their `files` itself ([`StaticSite`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +16,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context as _};
 use serde::Deserialize;
 
+use crate::static_files::StaticSite;
+
 /// The manifest file Ember looks for by default.
 pub const DEFAULT_MANIFEST: &str = "spin.toml";
+
+/// File name of Spin's static file server (spinframework/spin-fileserver): a component with a
+/// `source = { url = ".../spin_static_fs.wasm", digest }` only serves its `files`.
+pub const STATIC_FILESERVER: &str = "spin_static_fs.wasm";
 
 /// A parsed and checked `spin.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +212,15 @@ impl Route {
         })
     }
 
+    /// How specific the route is, for choosing among routes that match one path as Spin does:
+    /// exact routes before wildcards, longer prefixes before shorter ones.
+    pub fn specificity(&self) -> (bool, usize) {
+        match self {
+            Route::Exact(path) => (true, path.len()),
+            Route::Prefix(prefix) => (false, prefix.len()),
+        }
+    }
+
     /// Whether `path` (without query) is routed here.
     pub fn matches(&self, path: &str) -> bool {
         let path = path.trim_end_matches('/');
@@ -301,7 +318,9 @@ impl Manifest {
     pub fn referenced_files(&self) -> anyhow::Result<Vec<PathBuf>> {
         let mut files = Vec::new();
         for (id, component) in &self.component {
-            files.push(self.local_source(id, &component.source)?);
+            if !is_static_fileserver(component) {
+                files.push(self.local_source(id, &component.source)?);
+            }
             if let Some(source) = ember_tool(component)?.wasi_nn_source {
                 files.push(self.dir.join(source));
             }
@@ -312,20 +331,39 @@ impl Manifest {
         Ok(files)
     }
 
-    /// The HTTP component Ember serves (a manifest for Ember routes to exactly one).
+    /// The HTTP triggers as `(component id, route)`, in manifest order.
+    fn http_routes(&self) -> anyhow::Result<Vec<(&str, Route)>> {
+        self.trigger
+            .get("http")
+            .into_iter()
+            .flatten()
+            .map(|trigger| {
+                let id = trigger["component"].as_str().unwrap_or_default();
+                Ok((
+                    id,
+                    Route::parse(trigger["route"].as_str().unwrap_or_default())?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The HTTP component Ember runs (a manifest for Ember routes to exactly one, besides
+    /// static file servers).
     pub fn http_function(&self) -> anyhow::Result<HttpFunction> {
         let mut ids: Vec<&str> = Vec::new();
         let mut routes = Vec::new();
-        for trigger in self.trigger.get("http").into_iter().flatten() {
-            let id = trigger["component"].as_str().unwrap_or_default();
+        for (id, route) in self.http_routes()? {
+            if is_static_fileserver(&self.component[id]) {
+                continue;
+            }
             if !ids.contains(&id) {
                 ids.push(id);
             }
-            routes.push(Route::parse(trigger["route"].as_str().unwrap_or_default())?);
+            routes.push(route);
         }
         let [id] = ids[..] else {
             bail!(
-                "Ember serves one HTTP component per manifest; this one routes to {}",
+                "Ember runs one HTTP component per manifest besides static file servers; this one routes to {}",
                 if ids.is_empty() {
                     "none".to_string()
                 } else {
@@ -364,6 +402,37 @@ impl Manifest {
         })
     }
 
+    /// The static file servers' routes and mounts, which Ember serves natively. A file server
+    /// takes no settings here (its `environment` options are refused by name).
+    pub fn static_sites(&self) -> anyhow::Result<Vec<StaticSite>> {
+        let mut sites = Vec::new();
+        for (id, route) in self.http_routes()? {
+            let component = &self.component[id];
+            if !is_static_fileserver(component) {
+                continue;
+            }
+            refuse_unsupported(id, component)?;
+            ensure!(
+                component.environment.is_empty() && component.variables.is_empty(),
+                "component '{id}': Ember's static file server takes no environment or variables"
+            );
+            let mounts = component
+                .files
+                .iter()
+                .map(|mount| {
+                    let (source, destination) = file_mount(mount)?;
+                    Ok((self.dir.join(source), destination))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            sites.push(StaticSite {
+                id: id.to_string(),
+                route,
+                mounts,
+            });
+        }
+        Ok(sites)
+    }
+
     /// Expands `{{ name }}` from application variables: `SPIN_VARIABLE_<NAME>` in Ember's
     /// environment (Spin's environment provider), else the default; a required one must be set.
     fn resolve(&self, template: &str) -> anyhow::Result<String> {
@@ -393,6 +462,15 @@ impl Manifest {
             None => bail!("component '{id}': Ember runs local sources only (a path to a .wasm)"),
         }
     }
+}
+
+/// Whether a component is Spin's static file server, named by its release URL.
+fn is_static_fileserver(component: &Component) -> bool {
+    component
+        .source
+        .get("url")
+        .and_then(toml::Value::as_str)
+        .is_some_and(|url| url.rsplit('/').next() == Some(STATIC_FILESERVER))
 }
 
 /// Ember's `[component.<id>.tool.ember]` table.

@@ -23,6 +23,7 @@ use crate::metering::metrics::Metrics;
 use crate::metering::prices::PriceTable;
 use crate::metering::UsageRecord;
 use crate::runtime::{json_response, Invocation, Runtime};
+use crate::static_files::StaticSite;
 use ember_function::app::fallback_answer;
 use ember_function::catalog::{Catalog as _, DirCatalog};
 
@@ -49,6 +50,8 @@ pub struct Host {
     pub default_model: String,
     /// Paths routed to the function (spin.toml's HTTP routes); others get 404 from the host.
     pub routes: Vec<Route>,
+    /// The manifest's static file servers (the browser demo), served by the host.
+    pub sites: Vec<StaticSite>,
     /// Milliseconds since `epoch` at the last request's arrival (for idle exit).
     pub last_request_ms: AtomicU64,
     /// When the host started.
@@ -68,6 +71,8 @@ impl Host {
         let path = request.uri().path().to_string();
         let response = if let Some(endpoint) = path.strip_prefix(HOST_PREFIX) {
             self.host_endpoint(endpoint)
+        } else if let Some(site) = self.static_site(&path) {
+            site.serve(request.method(), &path).await
         } else if !self.routes.iter().any(|r| r.matches(&path)) {
             json_response(
                 404,
@@ -77,6 +82,22 @@ impl Host {
             self.invoke(request, path).await
         };
         response.map(Full::new)
+    }
+
+    /// The static site serving `path`, when its route is more specific than every function route
+    /// that matches it.
+    fn static_site(&self, path: &str) -> Option<&StaticSite> {
+        let function = self
+            .routes
+            .iter()
+            .filter(|r| r.matches(path))
+            .map(Route::specificity)
+            .max();
+        self.sites
+            .iter()
+            .filter(|s| s.route.matches(path))
+            .max_by_key(|s| s.route.specificity())
+            .filter(|s| Some(s.route.specificity()) > function)
     }
 
     fn host_endpoint(&self, endpoint: &str) -> hyper::Response<Bytes> {

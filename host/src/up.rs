@@ -22,6 +22,7 @@ use crate::nn::tract::TractBackend;
 use crate::preinit;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::server::Host;
+use crate::static_files::StaticSite;
 
 /// Options of `ember up`.
 #[derive(clap::Args, Debug, Clone)]
@@ -143,6 +144,7 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         catalog: DirCatalog::new(&function.models),
         default_model: function.default_model.clone(),
         routes: function.routes.clone(),
+        sites: function.sites.clone(),
         last_request_ms: AtomicU64::new(0),
         epoch: Instant::now(),
     });
@@ -196,6 +198,7 @@ struct ServedFunction {
     env: Vec<(String, String)>,
     default_model: String,
     routes: Vec<Route>,
+    sites: Vec<StaticSite>,
 }
 
 impl ServedFunction {
@@ -208,11 +211,23 @@ impl ServedFunction {
             None => None,
         };
         let function = manifest.as_ref().map(Manifest::http_function).transpose()?;
+        let manifest_models = function.as_ref().and_then(|f| f.models.clone());
         let models = args
             .models
             .clone()
-            .or_else(|| function.as_ref().and_then(|f| f.models.clone()))
+            .or_else(|| manifest_models.clone())
             .unwrap_or_else(|| PathBuf::from("models"));
+        let mut sites = manifest
+            .as_ref()
+            .map(Manifest::static_sites)
+            .transpose()?
+            .unwrap_or_default();
+        // A site mounting the function's models (the demo loads graphs from them) follows `--models`.
+        for (dir, _) in sites.iter_mut().flat_map(|s| s.mounts.iter_mut()) {
+            if Some(&*dir) == manifest_models.as_ref() {
+                dir.clone_from(&models);
+            }
+        }
         let component = match (&args.component, &function, args.variant) {
             (Some(component), _, _) => component.clone(),
             (None, Some(f), Variant::WasiNn) => {
@@ -245,6 +260,7 @@ impl ServedFunction {
             routes: function
                 .map(|f| f.routes)
                 .unwrap_or_else(|| vec![Route::Prefix(String::new())]),
+            sites,
         })
     }
 }

@@ -1,0 +1,246 @@
+//! The `Model` class JavaScript uses: load a model version's spec and graph, pick a backend,
+//! predict with the server's validation, preprocessing and postprocessing.
+
+use std::rc::Rc;
+
+use ember_function::app::{prediction_body, preprocess};
+use ember_function::error::ApiError;
+use ember_function::postprocess::classify;
+use ember_function::spec::ModelSpec;
+use ember_function::tensor::Tensor;
+use ember_function::tract::TractModel;
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+
+use crate::backend::{probes, reference_probes, self_check, Choice, Requested};
+use crate::fetch;
+use crate::webgpu::{self, WebGpuSession};
+
+/// A model version loaded in the page, ready to predict.
+#[wasm_bindgen]
+pub struct Model {
+    inner: Rc<Loaded>,
+}
+
+struct Loaded {
+    spec: ModelSpec,
+    engine: Engine,
+    choice: Choice,
+    load_ms: f64,
+}
+
+enum Engine {
+    WebGpu(WebGpuSession),
+    Cpu(TractModel),
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// Fetches the version's `model.json` and ONNX graph and prepares a backend (the
+    /// `reference.json` beside `model.json`, when there is one, joins WebGPU's self-check):
+    /// `options.backend` is `"auto"` (default: WebGPU when an adapter exists and the graph passes
+    /// the self-check against tract, else the CPU), `"webgpu"` (or a rejection saying why not) or
+    /// `"cpu"`. Rejects with `{status, error: {code, message, field}}`.
+    pub async fn load(
+        spec_url: String,
+        onnx_url: String,
+        options: JsValue,
+    ) -> Result<Model, JsValue> {
+        let started = now_ms();
+        let backend = js_sys::Reflect::get(&options, &"backend".into())
+            .ok()
+            .and_then(|v| v.as_string());
+        let requested = Requested::parse(backend.as_deref()).map_err(to_js)?;
+        let spec_bytes = fetch::bytes(&spec_url).await.map_err(to_js)?;
+        let spec: ModelSpec = serde_json::from_slice(&spec_bytes)
+            .map_err(|e| {
+                ApiError::new(
+                    503,
+                    "model_not_ready",
+                    format!("{spec_url} is not a model spec: {e}"),
+                )
+            })
+            .map_err(to_js)?;
+        let onnx = fetch::bytes(&onnx_url).await.map_err(to_js)?;
+        let cpu = TractModel::parse(&onnx)
+            .map_err(|e| {
+                ApiError::new(
+                    503,
+                    "model_not_ready",
+                    format!("the graph failed to load: {e}"),
+                )
+            })
+            .map_err(to_js)?;
+        // The reference cases beside model.json, when the version has them, join the self-check.
+        let reference_url = spec_url
+            .rsplit_once('/')
+            .map_or("reference.json".to_string(), |(dir, _)| {
+                format!("{dir}/reference.json")
+            });
+        let reference = match requested {
+            Requested::Cpu => None,
+            _ => fetch::bytes(&reference_url).await.ok(),
+        };
+        let (engine, choice) = match requested {
+            Requested::Cpu => (
+                Engine::Cpu(cpu),
+                Choice {
+                    name: "cpu",
+                    reason: "tract on the CPU, as requested".into(),
+                },
+            ),
+            Requested::Auto | Requested::WebGpu => {
+                match try_webgpu(&spec, &onnx, &cpu, reference.as_deref()).await {
+                    Ok((session, reason)) => (
+                        Engine::WebGpu(session),
+                        Choice {
+                            name: "webgpu",
+                            reason,
+                        },
+                    ),
+                    Err(why) if requested == Requested::Auto => (
+                        Engine::Cpu(cpu),
+                        Choice {
+                            name: "cpu",
+                            reason: format!("tract on the CPU: {why}"),
+                        },
+                    ),
+                    Err(why) => {
+                        return Err(to_js(
+                            ApiError::new(
+                                503,
+                                "backend_unavailable",
+                                format!("WebGPU was requested but {why}"),
+                            )
+                            .with_field("backend"),
+                        ))
+                    }
+                }
+            }
+        };
+        Ok(Model {
+            inner: Rc::new(Loaded {
+                spec,
+                engine,
+                choice,
+                load_ms: now_ms() - started,
+            }),
+        })
+    }
+
+    /// Validates and preprocesses `input` (the `/predict` body, e.g. `{age: 41, …}` or
+    /// `{image: "<base64 PNG>"}`), runs the graph and resolves to the `/predict` reply plus
+    /// `backend: {name, reason}` and `latency_ms`; invalid input rejects with the server's
+    /// `{status, error: {code, message, field}}`.
+    pub fn predict(&self, input: JsValue) -> js_sys::Promise {
+        let loaded = Rc::clone(&self.inner);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let started = now_ms();
+            let mut reply = loaded.predict(&input).await.map_err(to_js)?;
+            reply["backend"] =
+                json!({ "name": loaded.choice.name, "reason": loaded.choice.reason });
+            reply["latency_ms"] = json!(now_ms() - started);
+            Ok(to_js_value(&reply))
+        })
+    }
+
+    /// `webgpu` or `cpu`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.inner.choice.name.to_string()
+    }
+
+    /// Why that backend runs this model.
+    #[wasm_bindgen(getter, js_name = backendReason)]
+    pub fn backend_reason(&self) -> String {
+        self.inner.choice.reason.clone()
+    }
+
+    /// Milliseconds `load` took: fetching, parsing, compiling and the self-check.
+    #[wasm_bindgen(getter, js_name = loadMs)]
+    pub fn load_ms(&self) -> f64 {
+        self.inner.load_ms
+    }
+
+    /// The version's spec (`model.json`): name, version, labels, inputs and preprocessing.
+    #[wasm_bindgen(getter)]
+    pub fn spec(&self) -> JsValue {
+        to_js_value(&serde_json::to_value(&self.inner.spec).unwrap_or_default())
+    }
+}
+
+impl Loaded {
+    async fn predict(&self, input: &JsValue) -> Result<Value, ApiError> {
+        let body = js_sys::JSON::stringify(input)
+            .ok()
+            .and_then(|s| s.as_string())
+            .unwrap_or_default();
+        let body: Value = serde_json::from_str(&body).map_err(|e| {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+                .with_field("$")
+        })?;
+        let input = preprocess(&self.spec, &body)?;
+        let outputs = self.infer(vec![input]).await?;
+        Ok(prediction_body(
+            &self.spec,
+            &classify(&self.spec, &outputs)?,
+        ))
+    }
+
+    async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError> {
+        let failed = |e: String| ApiError::internal("inference_failed", e);
+        match &self.engine {
+            Engine::WebGpu(session) => session.run(&inputs).await.map_err(failed),
+            Engine::Cpu(model) => model.run_tensors(inputs).map_err(|e| failed(e.to_string())),
+        }
+    }
+}
+
+/// Compiles the graph with wonnx and checks it against tract on the probes and the reference
+/// cases; `Err` says why WebGPU can't serve this model here.
+async fn try_webgpu(
+    spec: &ModelSpec,
+    onnx: &[u8],
+    cpu: &TractModel,
+    reference: Option<&[u8]>,
+) -> Result<(WebGpuSession, String), String> {
+    let adapter = webgpu::adapter().await?;
+    let session = WebGpuSession::compile(onnx).await?;
+    let mut inputs = probes(spec);
+    if let Some(reference) = reference {
+        inputs.extend(reference_probes(spec, reference)?);
+    }
+    let count = inputs.len();
+    let mut difference = 0.0f64;
+    for probe in inputs {
+        let expected = cpu
+            .run_tensors(vec![probe.clone()])
+            .map_err(|e| format!("tract failed on the self-check: {e}"))?;
+        let got = session.run(&[probe]).await?;
+        difference = difference.max(self_check(spec, &got, &expected)?);
+    }
+    Ok((
+        session,
+        format!("wonnx on WebGPU adapter {adapter}; self-check on {count} inputs within {difference:.1e} of tract"),
+    ))
+}
+
+/// The rejection value for an error: the server's body with its status.
+fn to_js(error: ApiError) -> JsValue {
+    let mut body = error.to_json();
+    body["status"] = json!(error.status);
+    to_js_value(&body)
+}
+
+/// A JSON value as a plain JavaScript object.
+fn to_js_value(value: &Value) -> JsValue {
+    js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
+}
+
+/// `performance.now()` in milliseconds.
+fn now_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or_default()
+}

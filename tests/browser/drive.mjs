@@ -1,0 +1,117 @@
+// Drives the demo page in Debian's Chromium for tests/e2e/browser.rs: loads every model on each
+// backend, runs the cases and bad inputs it is given, times load and inference, uses the page as
+// a person would (draws a digit, submits the form) and takes a screenshot.
+//
+// Usage: node drive.mjs <job.json>; prints one JSON report on stdout.
+// job: {base, backends, cases: [{model, name, input}], invalid: [{model, name, input}],
+//       repeats, screenshot}
+import { readFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const job = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const profile = mkdtempSync(join(tmpdir(), "ember-chromium-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.EMBER_CHROMIUM ?? "/usr/bin/chromium",
+  headless: false, // the flags below choose the new headless mode themselves
+  args: [
+    "--headless=new",
+    "--no-sandbox",
+    "--enable-unsafe-webgpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+  ],
+  viewport: { width: 1100, height: 820 },
+  timeout: 60_000,
+});
+const report = { console: [], loads: [], predictions: [], invalid: [], timings: [] };
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on("console", (m) => m.type() === "error" && report.console.push(m.text()));
+  page.on("pageerror", (e) => report.console.push(String(e)));
+  await page.goto(`${job.base}/demo/`);
+  await page.evaluate(() => window.ember.ready);
+
+  for (const backend of job.backends) {
+    for (const model of [...new Set(job.cases.map((c) => c.model))]) {
+      report.loads.push(
+        await page.evaluate(
+          async ({ model, backend }) => {
+            const started = performance.now();
+            try {
+              const m = await window.ember.model(model, backend);
+              return {
+                model, backend, ran: m.backend, reason: m.backendReason,
+                load_ms: m.loadMs, page_ms: performance.now() - started,
+              };
+            } catch (error) {
+              return { model, backend, error: error instanceof Error ? String(error) : error };
+            }
+          },
+          { model, backend },
+        ),
+      );
+    }
+    for (const c of job.cases) {
+      const result = await page.evaluate(
+        ({ c, backend }) => window.ember.predict(c.model, backend, c.input), { c, backend });
+      report.predictions.push({ model: c.model, name: c.name, backend, result });
+    }
+    for (const c of job.invalid) {
+      const result = await page.evaluate(
+        ({ c, backend }) => window.ember.predict(c.model, backend, c.input), { c, backend });
+      report.invalid.push({ model: c.model, name: c.name, backend, result });
+    }
+    for (const model of [...new Set(job.cases.map((c) => c.model))]) {
+      if (report.loads.some((l) => l.model === model && l.backend === backend && l.error)) continue;
+      const input = job.cases.find((c) => c.model === model).input;
+      report.timings.push(
+        await page.evaluate(
+          async ({ model, backend, input, repeats }) => {
+            const m = await window.ember.model(model, backend);
+            await m.predict(input); // warm-up
+            const runs = [];
+            for (let i = 0; i < repeats; i++) {
+              const started = performance.now();
+              await m.predict(input);
+              runs.push(performance.now() - started);
+            }
+            runs.sort((a, b) => a - b);
+            return { model, backend, ran: m.backend, median_ms: runs[runs.length >> 1], runs: repeats };
+          },
+          { model, backend, input, repeats: job.repeats },
+        ),
+      );
+    }
+  }
+
+  // The page as a person uses it: draw a "1" on the pad, submit the credit form as filled.
+  await page.check('input[name="backend"][value="auto"]');
+  const pad = await page.locator("#pad").boundingBox();
+  await page.mouse.move(pad.x + pad.width * 0.5, pad.y + pad.height * 0.15);
+  await page.mouse.down();
+  await page.mouse.move(pad.x + pad.width * 0.5, pad.y + pad.height * 0.85, { steps: 12 });
+  await page.mouse.up();
+  await page.waitForFunction(() => document.querySelectorAll("#digit-result .bars li").length > 0);
+  await page.click("#credit-form button");
+  await page.waitForFunction(() => document.querySelector("#credit-result .meta").textContent !== "");
+  report.page = await page.evaluate(() => ({
+    title: document.title,
+    status: document.getElementById("status").textContent,
+    digit: document.querySelector("#digit-result .label").textContent,
+    bars: document.querySelectorAll("#digit-result .bars li").length,
+    digitMeta: document.querySelector("#digit-result .meta").textContent,
+    credit: document.querySelector("#credit-result .label").textContent,
+    creditMeta: document.querySelector("#credit-result .meta").textContent,
+    formFields: document.querySelectorAll("#credit-form input").length,
+  }));
+  if (job.screenshot) await page.screenshot({ path: job.screenshot, fullPage: true });
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.stdout.write(JSON.stringify(report));
