@@ -2,7 +2,7 @@
 //!
 //! The core — model spec, validation, preprocessing, postprocessing and the HTTP contract — is plain
 //! Rust that compiles natively (unit tests), for `wasm32-wasip2` (the component: [`wasi`] face with
-//! `wasi:http` + `wasi:nn`) and, later, for the browser. Hosts differ only in the [`app::Inference`]
+//! `wasi:http` + `wasi:nn`) and for `wasm32-unknown-unknown` (the `ember-browser` package). Hosts differ only in the [`app::Inference`]
 //! engine and the [`catalog::Catalog`] they hand to [`app::App`].
 
 pub mod app;

@@ -2,6 +2,7 @@
 //! on 127.0.0.1.
 
 mod bad_requests;
+mod browser;
 mod concurrency;
 mod decisions;
 mod isolation;
