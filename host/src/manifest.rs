@@ -607,6 +607,11 @@ pub fn run(args: ManifestArgs) -> anyhow::Result<()> {
             .map(|(k, v)| (k.clone(), if manifest.is_secret(component, k) { "<secret>".to_string() } else { v.clone() }))
             .collect::<BTreeMap<_, _>>(),
         "files": files.iter().map(|(path, exists)| serde_json::json!({"path": path, "exists": exists})).collect::<Vec<_>>(),
+        "static_sites": manifest.static_sites()?.iter().map(|site| serde_json::json!({
+            "component": site.id,
+            "route": site.route.to_string(),
+            "mounts": site.mounts.iter().map(|(dir, destination)| serde_json::json!({"source": dir, "destination": destination})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     let missing: Vec<String> = files
@@ -647,6 +652,49 @@ mod tests {
         assert_eq!(function.routes, vec![Route::Prefix(String::new())]);
         assert!(function.models.unwrap().ends_with("models"));
         assert!(function.wasi_nn_source.is_some());
+        let [demo] = &manifest.static_sites().unwrap()[..] else {
+            panic!("one static site expected");
+        };
+        assert_eq!(demo.id, "ember-demo");
+        assert_eq!(demo.route, Route::Prefix("/demo".into()));
+        let destinations: Vec<&str> = demo.mounts.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(destinations, ["/", "/pkg", "/models"]);
+        // Its URL source is not a local file the build must produce.
+        let files = manifest.referenced_files().unwrap();
+        assert!(!files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("spin_static_fs")));
+    }
+
+    #[test]
+    fn static_file_servers_are_served_not_run_and_take_no_settings() {
+        let dir =
+            std::env::temp_dir().join(format!("ember-static-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("spin.toml");
+        let text = |extra: &str| {
+            format!(
+                "spin_manifest_version = 2\n[application]\nname = \"a\"\n\
+                 [[trigger.http]]\nroute = \"/...\"\ncomponent = \"f\"\n\
+                 [[trigger.http]]\nroute = \"/site/...\"\ncomponent = \"site\"\n\
+                 [component.f]\nsource = \"f.wasm\"\n\
+                 [component.site]\nsource = {{ url = \"https://example.com/v1/{STATIC_FILESERVER}\", digest = \"sha256:0\" }}\n\
+                 files = [{{ source = \"www\", destination = \"/\" }}]\n{extra}"
+            )
+        };
+        std::fs::write(&path, text("")).unwrap();
+        let manifest = Manifest::load(&path).unwrap();
+        assert_eq!(manifest.http_function().unwrap().id, "f");
+        let sites = manifest.static_sites().unwrap();
+        assert_eq!(sites[0].mounts, vec![(dir.join("www"), "/".to_string())]);
+        std::fs::write(
+            &path,
+            text("environment = { FALLBACK_PATH = \"index.html\" }\n"),
+        )
+        .unwrap();
+        let error = Manifest::load(&path).unwrap().static_sites().unwrap_err();
+        assert!(format!("{error:#}").contains("no environment"), "{error:#}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

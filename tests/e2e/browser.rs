@@ -123,7 +123,7 @@ fn the_page_predicts_like_the_server_on_webgpu_and_cpu() {
         "invalid": bad_inputs().iter().map(|(model, name, input)| json!({
             "model": model, "name": name, "input": input,
         })).collect::<Vec<_>>(),
-        "repeats": 20,
+        "repeats": 200,
         "screenshot": screenshot,
     });
     let report = drive(&job);
