@@ -53,34 +53,10 @@ impl Model {
         let requested = Requested::parse(backend.as_deref()).map_err(to_js)?;
         let spec_bytes = fetch::bytes(&spec_url).await.map_err(to_js)?;
         let spec: ModelSpec = serde_json::from_slice(&spec_bytes)
-            .map_err(|e| {
-                ApiError::new(
-                    503,
-                    "model_not_ready",
-                    format!("{spec_url} is not a model spec: {e}"),
-                )
-            })
-            .map_err(to_js)?;
+            .map_err(|e| not_ready(format!("{spec_url} is not a model spec: {e}")))?;
         let onnx = fetch::bytes(&onnx_url).await.map_err(to_js)?;
         let cpu = TractModel::parse(&onnx)
-            .map_err(|e| {
-                ApiError::new(
-                    503,
-                    "model_not_ready",
-                    format!("the graph failed to load: {e}"),
-                )
-            })
-            .map_err(to_js)?;
-        // The reference cases beside model.json, when the version has them, join the self-check.
-        let reference_url = spec_url
-            .rsplit_once('/')
-            .map_or("reference.json".to_string(), |(dir, _)| {
-                format!("{dir}/reference.json")
-            });
-        let reference = match requested {
-            Requested::Cpu => None,
-            _ => fetch::bytes(&reference_url).await.ok(),
-        };
+            .map_err(|e| not_ready(format!("the graph failed to load: {e}")))?;
         let (engine, choice) = match requested {
             Requested::Cpu => (
                 Engine::Cpu(cpu),
@@ -90,6 +66,13 @@ impl Model {
                 },
             ),
             Requested::Auto | Requested::WebGpu => {
+                // The reference cases beside model.json, when the version has them, join the
+                // self-check.
+                let reference_url = match spec_url.rsplit_once('/') {
+                    Some((dir, _)) => format!("{dir}/reference.json"),
+                    None => "reference.json".to_string(),
+                };
+                let reference = fetch::bytes(&reference_url).await.ok();
                 match try_webgpu(&spec, &onnx, &cpu, reference.as_deref()).await {
                     Ok((session, reason)) => (
                         Engine::WebGpu(session),
@@ -223,6 +206,11 @@ async fn try_webgpu(
         session,
         format!("wonnx on WebGPU adapter {adapter}; self-check on {count} inputs within {difference:.1e} of tract"),
     ))
+}
+
+/// A 503 `model_not_ready` rejection: the version's files could not be used.
+fn not_ready(message: String) -> JsValue {
+    to_js(ApiError::new(503, "model_not_ready", message))
 }
 
 /// The rejection value for an error: the server's body with its status.
