@@ -621,7 +621,7 @@ pub fn run(args: ManifestArgs) -> anyhow::Result<()> {
         .collect();
     ensure!(
         missing.is_empty(),
-        "missing (build first: `spin build` or `cargo run --release -p ember -- preinit`): {}",
+        "missing (build first: `spin build` or `cargo run --release --bin ember -- preinit`): {}",
         missing.join(", ")
     );
     Ok(())

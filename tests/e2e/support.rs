@@ -86,21 +86,25 @@ impl Server {
         }
     }
 
-    /// Starts `wasmtime serve` (from `scripts/install-wasmtime`) on the given component, with the
-    /// models mounted at `/models` as spin.toml mounts them, and waits until it listens.
+    /// Starts upstream `wasmtime serve` (tests/wasmtime-serve, built by `cargo build --release`)
+    /// on the given component, with the models mounted at `/models` as spin.toml mounts them,
+    /// and waits until it listens.
     pub fn wasmtime_serve(component: &Path) -> Server {
-        let cargo_home = std::env::var("CARGO_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-        let wasmtime = cargo_home.join("bin").join("wasmtime");
+        // The test binary runs from target/release/deps; the workspace's binaries sit one up.
+        let wasmtime = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("wasmtime-serve");
         assert!(
             wasmtime.is_file(),
-            "{} is missing: scripts/install-wasmtime installs it (scripts/test runs it)",
+            "{} is missing: `cargo build --release` builds it (scripts/test runs it)",
             wasmtime.display()
         );
         let models = repo_root().join("models");
         let mut child = Command::new(wasmtime)
-            .args(["serve", "--addr", "127.0.0.1:0", "-S", "cli", "--dir"])
+            .args(["--addr", "127.0.0.1:0", "-S", "cli", "--dir"])
             .arg(format!("{}::/models", models.display()))
             .args(["--env", "EMBER_DEFAULT_MODEL=credit-risk"])
             .arg(component)
