@@ -1,8 +1,10 @@
 //! `ember bench`: every performance target, measured in one run against baselines from the same
 //! run (this machine is noisy): native tract inference is the floor; end-to-end latency over
 //! loopback HTTP, overhead above the floor, throughput at several concurrencies, cold start,
-//! metering overhead, the embedded variant against the wasi-nn one, and scale to zero.
+//! metering overhead, the embedded variant against the wasi-nn one, scale to zero, and the browser
+//! package in Chromium.
 
+mod browser;
 mod client;
 
 use std::io::{BufRead, BufReader};
@@ -39,6 +41,12 @@ pub struct BenchArgs {
     /// Compiled-component cache used by the servers the bench starts.
     #[arg(long, default_value = ".ember/cache")]
     pub cache_dir: PathBuf,
+    /// Predictions per model and backend timed in the browser.
+    #[arg(long, default_value_t = 200)]
+    pub browser_runs: usize,
+    /// The Chromium driver (the browser tests' own), with playwright-core installed beside it.
+    #[arg(long, default_value = "tests/browser/drive.mjs")]
+    pub browser_driver: PathBuf,
 }
 
 const MODELS: [&str; 2] = ["credit-risk", "digits"];
@@ -127,6 +135,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     metering_overhead(&runtime, &args)?;
     variants(&runtime, &args)?;
     scale_to_zero(&runtime, &args)?;
+    browser::run(&args, &floors)?;
     Ok(())
 }
 
