@@ -4,8 +4,11 @@
 //
 // Usage: node drive.mjs <job.json>; prints one JSON report on stdout.
 // job: {base, backends, cases: [{model, name, input}], invalid: [{model, name, input}],
-//       repeats, screenshot}
-import { readFileSync, mkdtempSync, rmSync } from "node:fs";
+//       fixtures: [{name, dir, input}], repeats, screenshot}
+// A fixture is a model version outside the bundled ones (a spec and graph in `dir`): the page
+// fetches it from /demo/fixtures/<name>/ and the files come from `dir`; it is loaded on `auto`
+// and `webgpu`, and predicts `input` where it loads.
+import { existsSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -28,10 +31,19 @@ const context = await chromium.launchPersistentContext(profile, {
   viewport: { width: 1100, height: 820 },
   timeout: 60_000,
 });
-const report = { console: [], loads: [], predictions: [], invalid: [], timings: [] };
+const report = { console: [], loads: [], predictions: [], invalid: [], timings: [], fixtures: [] };
 try {
+  await context.route("**/demo/fixtures/**", (route) => {
+    const [name, file] = new URL(route.request().url()).pathname.split("/").slice(-2);
+    const fixture = (job.fixtures ?? []).find((f) => f.name === name);
+    const path = fixture && join(fixture.dir, file);
+    return path && existsSync(path) ? route.fulfill({ path }) : route.fulfill({ status: 404 });
+  });
   const page = context.pages()[0] ?? (await context.newPage());
-  page.on("console", (m) => m.type() === "error" && report.console.push(m.text()));
+  // Fixtures have no reference.json (the self-check's optional extra inputs): their 404 is no
+  // error of the page's.
+  const expected404 = (m) => /\/demo\/fixtures\/[^/]+\/reference\.json$/.test(m.location().url);
+  page.on("console", (m) => m.type() === "error" && !expected404(m) && report.console.push(m.text()));
   page.on("pageerror", (e) => report.console.push(String(e)));
   await page.goto(`${job.base}/demo/`);
   await page.evaluate(() => window.ember.ready);
@@ -83,6 +95,28 @@ try {
           { model, backend, input, repeats: job.repeats },
         ),
       );
+    }
+  }
+
+  for (const fixture of job.fixtures ?? []) {
+    for (const backend of ["auto", "webgpu"]) {
+      report.fixtures.push({
+        name: fixture.name,
+        backend,
+        ...(await page.evaluate(
+          async ({ name, backend, input }) => {
+            const { Model } = await import("./pkg/ember_browser.js");
+            const base = `fixtures/${name}/`;
+            try {
+              const m = await Model.load(base + "model.json", base + "model.onnx", { backend });
+              return { ran: m.backend, reason: m.backendReason, reply: await m.predict(input) };
+            } catch (error) {
+              return { error: error instanceof Error ? String(error) : error };
+            }
+          },
+          { name: fixture.name, backend, input: fixture.input },
+        )),
+      });
     }
   }
 
