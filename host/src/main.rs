@@ -1,5 +1,6 @@
 //! `ember`: run a model as a serverless WebAssembly function.
 
+mod atomic_file;
 mod audit;
 mod bench;
 mod drift;

@@ -321,10 +321,6 @@ fn update(
     let path = catalog.routing_path(name);
     let mut routing = catalog.routing(name);
     change(&mut routing);
-    let partial = path.with_extension(format!("json.{}.partial", std::process::id()));
-    std::fs::write(&partial, serde_json::to_vec(&routing)?)
-        .with_context(|| format!("writing {}", partial.display()))?;
-    // rename(2) is atomic: every request sees the old routing or the new one, never a mix.
-    std::fs::rename(&partial, &path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+    // Every request sees the old routing or the new one, never a mix.
+    crate::atomic_file::replace(&path, &serde_json::to_vec(&routing)?)
 }

@@ -59,13 +59,7 @@ pub fn write_preinitialized(component: &Path, models: &Path, out: &Path) -> anyh
         .build()?
         .block_on(preinitialize(&wasm, models))
         .with_context(|| format!("pre-initializing {}", component.display()))?;
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let partial = out.with_extension(format!("{}.partial", std::process::id()));
-    std::fs::write(&partial, &snapshot)?;
-    std::fs::rename(&partial, out).with_context(|| format!("writing {}", out.display()))?;
-    Ok(())
+    crate::atomic_file::replace(out, &snapshot)
 }
 
 /// Runs the component's `wizer-initialize` with `models` mounted and returns the snapshot.

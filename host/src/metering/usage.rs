@@ -151,60 +151,70 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
     Ok(time.duration_since(UNIX_EPOCH)?.as_micros() as i64)
 }
 
+/// The columns of the table and CSV formats.
+const COLUMNS: [&str; 9] = [
+    "group",
+    "count",
+    "errors",
+    "error_rate",
+    "cost",
+    "wall_p50_us",
+    "wall_p99_us",
+    "infer_p50_us",
+    "infer_p99_us",
+];
+
+/// A group's cells in `COLUMNS` order; a percentile with no samples (a group that ran no
+/// inference) is an empty cell, never `NaN`.
+fn cells(s: &Summary) -> [String; 9] {
+    let micros = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.1}")
+        } else {
+            String::new()
+        }
+    };
+    [
+        s.group.clone(),
+        s.count.to_string(),
+        s.errors.to_string(),
+        format!("{:.6}", s.error_rate),
+        format!("{:.12}", s.cost),
+        micros(s.wall_p50_us),
+        micros(s.wall_p99_us),
+        micros(s.infer_p50_us),
+        micros(s.infer_p99_us),
+    ]
+}
+
 /// Renders summaries in a format.
-pub fn render(summaries: &[Summary], format: Format) -> String {
-    match format {
-        Format::Json => serde_json::to_string_pretty(summaries).unwrap_or_default(),
+pub fn render(summaries: &[Summary], format: Format) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Json => serde_json::to_string_pretty(summaries)?,
         Format::Csv => {
-            let mut out = String::from(
-                "group,count,errors,error_rate,cost,wall_p50_us,wall_p99_us,infer_p50_us,infer_p99_us\n",
-            );
+            let mut out = csv::Writer::from_writer(Vec::new());
+            out.write_record(COLUMNS)?;
             for s in summaries {
-                out += &format!(
-                    "{},{},{},{:.6},{:.12},{:.1},{:.1},{:.1},{:.1}\n",
-                    s.group,
-                    s.count,
-                    s.errors,
-                    s.error_rate,
-                    s.cost,
-                    s.wall_p50_us,
-                    s.wall_p99_us,
-                    s.infer_p50_us,
-                    s.infer_p99_us
-                );
+                out.write_record(cells(s))?;
             }
-            out
+            String::from_utf8(out.into_inner()?)?
         }
         Format::Table => {
-            let mut out = format!(
-                "{:<28} {:>8} {:>7} {:>7} {:>16} {:>10} {:>10} {:>10} {:>10}\n",
-                "group",
-                "count",
-                "errors",
-                "err%",
-                "cost",
-                "wall p50",
-                "wall p99",
-                "infer p50",
-                "infer p99"
-            );
+            let mut table = comfy_table::Table::new();
+            table
+                .load_preset(comfy_table::presets::NOTHING)
+                .set_header(COLUMNS);
             for s in summaries {
-                out += &format!(
-                    "{:<28} {:>8} {:>7} {:>6.2}% {:>16.9} {:>10.1} {:>10.1} {:>10.1} {:>10.1}\n",
-                    s.group,
-                    s.count,
-                    s.errors,
-                    s.error_rate * 100.0,
-                    s.cost,
-                    s.wall_p50_us,
-                    s.wall_p99_us,
-                    s.infer_p50_us,
-                    s.infer_p99_us
-                );
+                table.add_row(cells(s).map(|cell| if cell.is_empty() { "-".into() } else { cell }));
             }
-            out
+            for column in 1..COLUMNS.len() {
+                if let Some(column) = table.column_mut(column) {
+                    column.set_cell_alignment(comfy_table::CellAlignment::Right);
+                }
+            }
+            format!("{table}\n")
         }
-    }
+    })
 }
 
 /// Runs `ember usage`.
@@ -223,6 +233,45 @@ pub fn run(args: UsageArgs) -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(i64::MAX);
     let records = ledger::read(&conn, since, until)?;
-    print!("{}", render(&summarize(&records, args.by), args.format));
+    print!("{}", render(&summarize(&records, args.by), args.format)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(group: &str) -> Summary {
+        Summary {
+            group: group.into(),
+            count: 2,
+            errors: 1,
+            error_rate: 0.5,
+            cost: 0.000001,
+            wall_p50_us: 250.0,
+            wall_p99_us: 900.0,
+            infer_p50_us: f64::NAN,
+            infer_p99_us: f64::NAN,
+        }
+    }
+
+    #[test]
+    fn csv_quotes_a_route_with_a_comma_and_leaves_missing_percentiles_empty() {
+        let out = render(&[summary("POST /a,b")], Format::Csv).unwrap();
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some(COLUMNS.join(",").as_str()));
+        assert_eq!(
+            lines.next(),
+            Some("\"POST /a,b\",2,1,0.500000,0.000001000000,250.0,900.0,,")
+        );
+    }
+
+    #[test]
+    fn table_shows_a_dash_where_there_is_no_value() {
+        let out = render(&[summary("credit-risk")], Format::Table).unwrap();
+        assert!(!out.contains("NaN"), "{out}");
+        let row = out.lines().nth(1).unwrap();
+        assert!(row.trim_end().ends_with('-'), "{row}");
+        assert!(row.contains("credit-risk"), "{row}");
+    }
 }

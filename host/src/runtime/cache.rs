@@ -38,13 +38,8 @@ pub fn load_component(
         }
     }
     let compiled = engine.precompile_component(&bytes)?;
-    std::fs::create_dir_all(cache_dir)
-        .with_context(|| format!("creating {}", cache_dir.display()))?;
-    // A private temporary name, then an atomic rename: concurrent starts never see (or mmap) a
-    // file that another process is still writing.
-    let partial = path.with_extension(format!("{}.partial", std::process::id()));
-    std::fs::write(&partial, &compiled)?;
-    std::fs::rename(&partial, &path)?;
+    // Concurrent starts never see (or mmap) a file that another process is still writing.
+    crate::atomic_file::replace(&path, &compiled)?;
     prune(cache_dir, KEEP_ENTRIES);
     // SAFETY: these bytes were just produced by `precompile_component` on this engine.
     let component = unsafe { Component::deserialize(engine, &compiled) }?;
