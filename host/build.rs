@@ -18,6 +18,8 @@ fn main() {
         "function/src",
         "function/wit",
         "function/Cargo.toml",
+        "contract/src",
+        "contract/Cargo.toml",
         "tests/guests/misbehave/src",
         "tests/guests/misbehave/Cargo.toml",
         "Cargo.lock",

@@ -4,7 +4,8 @@
 //! MatMul counted only 4 features), by comparing it with tract on synthetic probes and the
 //! version's reference cases.
 
-use ember_function::error::ApiError;
+use ember_contract::reference::Reference;
+use ember_contract::{ApiError, Code};
 use ember_function::spec::ModelSpec;
 use ember_function::tensor::{DataType, Tensor, TensorData};
 
@@ -30,8 +31,8 @@ impl Requested {
             None | Some("auto") => Ok(Self::Auto),
             Some("webgpu") => Ok(Self::WebGpu),
             Some("cpu") => Ok(Self::Cpu),
-            Some(other) => Err(ApiError::bad_request(
-                "invalid_option",
+            Some(other) => Err(ApiError::new(
+                Code::InvalidOption,
                 format!("backend must be one of auto, webgpu, cpu; got '{other}'"),
             )
             .with_field("backend")),
@@ -81,22 +82,7 @@ pub fn probes(spec: &ModelSpec) -> Vec<Tensor> {
 /// and checked against onnxruntime): realistic values the synthetic probes may miss. Cases
 /// whose input doesn't fit the spec's first input are skipped.
 pub fn reference_probes(spec: &ModelSpec, reference: &[u8]) -> Result<Vec<Tensor>, String> {
-    #[derive(serde::Deserialize)]
-    struct Reference {
-        cases: Vec<Case>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Case {
-        inputs: Vec<Input>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Input {
-        name: String,
-        shape: Vec<usize>,
-        data: Vec<f32>,
-    }
-    let reference: Reference =
-        serde_json::from_slice(reference).map_err(|e| format!("reference.json: {e}"))?;
+    let reference = Reference::parse(reference).map_err(|e| format!("reference.json: {e}"))?;
     let input = &spec.inputs[0];
     Ok(reference
         .cases
@@ -184,7 +170,7 @@ mod tests {
         assert_eq!(Requested::parse(None).unwrap(), Requested::Auto);
         assert_eq!(Requested::parse(Some("cpu")).unwrap(), Requested::Cpu);
         let error = Requested::parse(Some("gpu")).unwrap_err();
-        assert_eq!((error.status, error.code), (400, "invalid_option"));
+        assert_eq!((error.status(), error.code), (400, Code::InvalidOption));
         assert_eq!(error.field.as_deref(), Some("backend"));
     }
 

@@ -1,19 +1,14 @@
 //! Fetching a model's files over HTTP with the page's `fetch`.
 
-use ember_function::error::ApiError;
+use ember_contract::{ApiError, Code};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
 /// The body of `url`, or a 503 `model_not_ready` naming the URL and what went wrong.
 pub async fn bytes(url: &str) -> Result<Vec<u8>, ApiError> {
-    let failed = |why: String| {
-        ApiError::new(
-            503,
-            "model_not_ready",
-            format!("could not fetch {url}: {why}"),
-        )
-    };
+    let failed =
+        |why: String| ApiError::new(Code::ModelNotReady, format!("could not fetch {url}: {why}"));
     let window = web_sys::window().ok_or_else(|| failed("no window".into()))?;
     let response: Response = JsFuture::from(window.fetch_with_str(url))
         .await

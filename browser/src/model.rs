@@ -3,9 +3,10 @@
 
 use std::rc::Rc;
 
-use ember_function::app::{prediction_body, preprocess};
-use ember_function::error::ApiError;
-use ember_function::postprocess::classify;
+use ember_contract::names::REFERENCE_FILE;
+use ember_contract::{ApiError, Code};
+use ember_function::app::predict::{finish, parse_json, prepare};
+use ember_function::app::reply::prediction_body;
 use ember_function::spec::ModelSpec;
 use ember_function::tensor::Tensor;
 use ember_function::tract::TractModel;
@@ -69,8 +70,8 @@ impl Model {
                 // The reference cases beside model.json, when the version has them, join the
                 // self-check.
                 let reference_url = match spec_url.rsplit_once('/') {
-                    Some((dir, _)) => format!("{dir}/reference.json"),
-                    None => "reference.json".to_string(),
+                    Some((dir, _)) => format!("{dir}/{REFERENCE_FILE}"),
+                    None => REFERENCE_FILE.to_string(),
                 };
                 let reference = fetch::bytes(&reference_url).await.ok();
                 match try_webgpu(&spec, &onnx, &cpu, reference.as_deref()).await {
@@ -91,8 +92,7 @@ impl Model {
                     Err(why) => {
                         return Err(to_js(
                             ApiError::new(
-                                503,
-                                "backend_unavailable",
+                                Code::BackendUnavailable,
                                 format!("WebGPU was requested but {why}"),
                             )
                             .with_field("backend"),
@@ -158,20 +158,13 @@ impl Loaded {
             .ok()
             .and_then(|s| s.as_string())
             .unwrap_or_default();
-        let body: Value = serde_json::from_str(&body).map_err(|e| {
-            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
-                .with_field("$")
-        })?;
-        let input = preprocess(&self.spec, &body)?;
-        let outputs = self.infer(vec![input]).await?;
-        Ok(prediction_body(
-            &self.spec,
-            &classify(&self.spec, &outputs)?,
-        ))
+        let prepared = prepare(&self.spec, &parse_json(body.as_bytes())?)?;
+        let outputs = self.infer(vec![prepared.input]).await?;
+        Ok(prediction_body(&self.spec, &finish(&self.spec, &outputs)?))
     }
 
     async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError> {
-        let failed = |e: String| ApiError::internal("inference_failed", e);
+        let failed = |e: String| ApiError::new(Code::InferenceFailed, e);
         match &self.engine {
             Engine::WebGpu(session) => session.run(&inputs).await.map_err(failed),
             Engine::Cpu(model) => model.run_tensors(inputs).map_err(|e| failed(e.to_string())),
@@ -210,13 +203,13 @@ async fn try_webgpu(
 
 /// A 503 `model_not_ready` rejection: the version's files could not be used.
 fn not_ready(message: String) -> JsValue {
-    to_js(ApiError::new(503, "model_not_ready", message))
+    to_js(ApiError::new(Code::ModelNotReady, message))
 }
 
 /// The rejection value for an error: the server's body with its status.
 fn to_js(error: ApiError) -> JsValue {
     let mut body = error.to_json();
-    body["status"] = json!(error.status);
+    body["status"] = json!(error.status());
     to_js_value(&body)
 }
 

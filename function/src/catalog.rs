@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::ApiError;
-use crate::routing::{Pick, Routing, ROUTING_FILE};
+use crate::routing::{Pick, Routing};
 use crate::spec::ModelSpec;
+use ember_contract::names::{ROUTING_FILE, SPEC_FILE};
+use ember_contract::{ApiError, Code};
 
 /// A model, the versions it has on disk (oldest first) and its aliases.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -86,16 +87,6 @@ impl DirCatalog {
     }
 }
 
-/// Where hosts mount the models directory for the function (read-only): Ember's preopen,
-/// `wasmtime serve --dir models::/models`, Spin's `files = [{ source = "models", destination = "/models" }]`.
-pub const GUEST_MODELS_DIR: &str = "/models";
-
-/// The spec file the catalog reads per version.
-pub const SPEC_FILE: &str = "model.json";
-
-/// The ONNX graph of a version.
-pub const GRAPH_FILE: &str = "model.onnx";
-
 /// Model names are lowercase ASCII words with `-`, `_` or `.`; they never form a path.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -157,8 +148,7 @@ impl DirCatalog {
         })?;
         ModelSpec::from_json(&text).map_err(|_| {
             ApiError::new(
-                503,
-                "model_not_ready",
+                Code::ModelNotReady,
                 format!("model '{name}' version {version} is misconfigured"),
             )
         })
@@ -166,12 +156,12 @@ impl DirCatalog {
 }
 
 fn unknown_model(name: &str) -> ApiError {
-    ApiError::not_found("unknown_model", format!("no model named '{name}'")).with_field("model")
+    ApiError::new(Code::UnknownModel, format!("no model named '{name}'")).with_field("model")
 }
 
 fn unknown_version(name: &str, version: &str) -> ApiError {
-    ApiError::not_found(
-        "unknown_version",
+    ApiError::new(
+        Code::UnknownVersion,
         format!("model '{name}' has no version or alias '{version}'"),
     )
     .with_field("version")

@@ -8,7 +8,6 @@
 pub mod app;
 pub mod catalog;
 pub mod clock;
-pub mod error;
 pub mod postprocess;
 pub mod routing;
 pub mod spec;

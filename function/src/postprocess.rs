@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use crate::error::ApiError;
 use crate::spec::{ModelSpec, OutputKind};
 use crate::tensor::Tensor;
+use ember_contract::{ApiError, Code};
 
 /// A classifier's answer for one input.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,13 +34,11 @@ pub fn classify(spec: &ModelSpec, outputs: &[Tensor]) -> Result<Classification, 
     let output = outputs
         .iter()
         .find(|t| t.name == declared.name)
-        .ok_or_else(|| {
-            ApiError::internal("inference_failed", "the model returned no prediction")
-        })?;
+        .ok_or_else(|| ApiError::new(Code::InferenceFailed, "the model returned no prediction"))?;
     let values = output.data.to_f64();
     if values.len() != spec.labels.len() || values.iter().any(|v| !v.is_finite()) {
-        return Err(ApiError::internal(
-            "inference_failed",
+        return Err(ApiError::new(
+            Code::InferenceFailed,
             "the model returned an output of the wrong size or with non-finite values",
         ));
     }

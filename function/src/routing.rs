@@ -7,9 +7,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// File name of a model's routing, beside its version folders.
-pub const ROUTING_FILE: &str = "routing.json";
-
 /// A model's routing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Routing {

@@ -179,9 +179,10 @@ impl ModelSpec {
         Ok(spec)
     }
 
-    /// The name under which the host registers this version's graph for `wasi:nn` `load-by-name`.
-    pub fn graph_name(&self) -> String {
-        format!("{}/{}", self.name, self.version)
+    /// This version's identity; written `<model>/<version>` it is the name under which the host
+    /// registers the graph for `wasi:nn` `load-by-name`.
+    pub fn model_version(&self) -> ember_contract::ModelVersion {
+        ember_contract::ModelVersion::new(&self.name, &self.version)
     }
 
     /// The declared input with this name.

@@ -2,9 +2,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
 use crate::spec::{FeatureKind, FeatureSpec, TabularSpec};
 use crate::tensor::{Tensor, TensorData};
+use ember_contract::{ApiError, Code};
 
 /// Validates `body` against the declared features and builds the `[1, features]` input row.
 ///
@@ -14,7 +14,7 @@ use crate::tensor::{Tensor, TensorData};
 pub fn to_tensor(spec: &TabularSpec, body: &Value) -> Result<Tensor, ApiError> {
     let object = body.as_object().ok_or_else(|| {
         ApiError::invalid(
-            "not_an_object",
+            Code::NotAnObject,
             "$",
             "the body must be a JSON object of named features",
         )
@@ -40,7 +40,7 @@ fn reject_unknown(spec: &TabularSpec, object: &Map<String, Value>) -> Result<(),
         Some(key) => {
             let known: Vec<&str> = spec.features.iter().map(|f| f.name.as_str()).collect();
             Err(ApiError::invalid(
-                "unknown_feature",
+                Code::UnknownFeature,
                 key.as_str(),
                 format!(
                     "unknown feature '{key}'; expected one of {}",
@@ -58,7 +58,7 @@ fn value_of(feature: &FeatureSpec, value: Option<&Value>) -> Result<f32, ApiErro
         return match (feature.required, feature.default) {
             (false, Some(default)) => Ok(default as f32),
             _ => Err(ApiError::invalid(
-                "missing_feature",
+                Code::MissingFeature,
                 name,
                 format!("required feature '{name}' is missing"),
             )),
@@ -66,7 +66,7 @@ fn value_of(feature: &FeatureSpec, value: Option<&Value>) -> Result<f32, ApiErro
     };
     let number = value.as_f64().ok_or_else(|| {
         ApiError::invalid(
-            "wrong_type",
+            Code::WrongType,
             name,
             format!(
                 "feature '{name}' must be {}, got {}",
@@ -78,21 +78,21 @@ fn value_of(feature: &FeatureSpec, value: Option<&Value>) -> Result<f32, ApiErro
     let single = number as f32;
     if !number.is_finite() || !single.is_finite() {
         return Err(ApiError::invalid(
-            "not_finite",
+            Code::NotFinite,
             name,
             format!("feature '{name}' must be a finite number representable as FP32"),
         ));
     }
     if feature.kind == FeatureKind::Integer && number.fract() != 0.0 {
         return Err(ApiError::invalid(
-            "not_an_integer",
+            Code::NotAnInteger,
             name,
             format!("feature '{name}' must be an integer, got {number}"),
         ));
     }
     if number < feature.min || number > feature.max {
         return Err(ApiError::invalid(
-            "out_of_range",
+            Code::OutOfRange,
             name,
             format!(
                 "feature '{name}' must be between {} and {}, got {number}",

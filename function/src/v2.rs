@@ -3,9 +3,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::catalog::ModelVersions;
-use crate::error::ApiError;
 use crate::spec::{ModelSpec, TensorSpec};
 use crate::tensor::{DataType, Tensor, TensorData};
+use ember_contract::{ApiError, Code};
 
 /// Largest batch a v2 request may carry.
 pub const MAX_BATCH: usize = 64;
@@ -45,8 +45,8 @@ pub fn model_metadata(spec: &ModelSpec, versions: &ModelVersions) -> Value {
 /// Parses and checks an infer request body against the model's declared inputs.
 pub fn parse_infer(spec: &ModelSpec, body: &Value) -> Result<InferRequest, ApiError> {
     let object = body.as_object().ok_or_else(|| {
-        bad(
-            "not_an_object",
+        ApiError::invalid(
+            Code::NotAnObject,
             "$",
             "the body must be a JSON object with 'inputs'",
         )
@@ -54,26 +54,38 @@ pub fn parse_infer(spec: &ModelSpec, body: &Value) -> Result<InferRequest, ApiEr
     let id = match object.get("id") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(bad("wrong_type", "id", "'id' must be a string")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                Code::WrongType,
+                "id",
+                "'id' must be a string",
+            ))
+        }
     };
     let inputs = match object.get("inputs") {
         Some(Value::Array(a)) if !a.is_empty() => a,
         Some(_) => {
-            return Err(bad(
-                "wrong_type",
+            return Err(ApiError::invalid(
+                Code::WrongType,
                 "inputs",
                 "'inputs' must be a non-empty array of tensors",
             ))
         }
-        None => return Err(bad("missing_field", "inputs", "'inputs' is missing")),
+        None => {
+            return Err(ApiError::invalid(
+                Code::MissingField,
+                "inputs",
+                "'inputs' is missing",
+            ))
+        }
     };
     let mut tensors = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
         let tensor = parse_input(spec, i, input)?;
         if tensors.iter().any(|t: &Tensor| t.name == tensor.name) {
             let field = format!("inputs[{i}].name");
-            return Err(bad(
-                "duplicate_input",
+            return Err(ApiError::invalid(
+                Code::DuplicateInput,
                 &field,
                 format!("input '{}' is given twice", tensor.name),
             ));
@@ -85,16 +97,16 @@ pub fn parse_infer(spec: &ModelSpec, body: &Value) -> Result<InferRequest, ApiEr
         .iter()
         .find(|d| !tensors.iter().any(|t| t.name == d.name))
     {
-        return Err(bad(
-            "missing_input",
+        return Err(ApiError::invalid(
+            Code::MissingInput,
             "inputs",
             format!("input '{}' is missing", missing.name),
         ));
     }
     let batch = tensors[0].shape[0];
     if let Some(t) = tensors.iter().find(|t| t.shape[0] != batch) {
-        return Err(bad(
-            "batch_mismatch",
+        return Err(ApiError::invalid(
+            Code::BatchMismatch,
             "inputs",
             format!("input '{}' has a different batch size", t.name),
         ));
@@ -113,22 +125,21 @@ fn parse_requested_outputs(
     let Some(requested) = object.get("outputs") else {
         return Ok(Vec::new());
     };
-    let list = requested
-        .as_array()
-        .ok_or_else(|| bad("wrong_type", "outputs", "'outputs' must be an array"))?;
+    let list = requested.as_array().ok_or_else(|| {
+        ApiError::invalid(Code::WrongType, "outputs", "'outputs' must be an array")
+    })?;
     list.iter()
         .enumerate()
         .map(|(i, o)| {
             let field = format!("outputs[{i}].name");
-            let name = o
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("missing_field", &field, "each output needs a 'name'"))?;
+            let name = o.get("name").and_then(Value::as_str).ok_or_else(|| {
+                ApiError::invalid(Code::MissingField, &field, "each output needs a 'name'")
+            })?;
             if spec.outputs.iter().any(|d| d.name == name) {
                 Ok(name.to_string())
             } else {
-                Err(bad(
-                    "unknown_output",
+                Err(ApiError::invalid(
+                    Code::UnknownOutput,
                     &field,
                     format!("model has no output '{name}'"),
                 ))
@@ -141,29 +152,29 @@ fn parse_input(spec: &ModelSpec, i: usize, input: &Value) -> Result<Tensor, ApiE
     let field = |k: &str| format!("inputs[{i}].{k}");
     let get = |k: &str| {
         input.get(k).ok_or_else(|| {
-            bad(
-                "missing_field",
-                &field(k),
+            ApiError::invalid(
+                Code::MissingField,
+                field(k),
                 format!("'{}' is missing", field(k)),
             )
         })
     };
-    let name = get("name")?
-        .as_str()
-        .ok_or_else(|| bad("wrong_type", &field("name"), "'name' must be a string"))?;
+    let name = get("name")?.as_str().ok_or_else(|| {
+        ApiError::invalid(Code::WrongType, field("name"), "'name' must be a string")
+    })?;
     let declared = spec.input(name).ok_or_else(|| {
         let known: Vec<&str> = spec.inputs.iter().map(|d| d.name.as_str()).collect();
-        bad(
-            "unknown_input",
-            &field("name"),
+        ApiError::invalid(
+            Code::UnknownInput,
+            field("name"),
             format!("model has no input '{name}'; expected {}", known.join(", ")),
         )
     })?;
     let datatype = get("datatype")?.as_str().unwrap_or_default();
     if DataType::parse(datatype) != Some(declared.datatype) {
-        return Err(bad(
-            "wrong_datatype",
-            &field("datatype"),
+        return Err(ApiError::invalid(
+            Code::WrongDatatype,
+            field("datatype"),
             format!(
                 "input '{name}' has datatype {}, got '{datatype}'",
                 declared.datatype.as_str()
@@ -175,9 +186,9 @@ fn parse_input(spec: &ModelSpec, i: usize, input: &Value) -> Result<Tensor, ApiE
     flatten(get("data")?, &mut flat, &field("data"))?;
     let expected = Tensor::element_count(&shape);
     if flat.len() != expected {
-        return Err(bad(
-            "wrong_data_length",
-            &field("data"),
+        return Err(ApiError::invalid(
+            Code::WrongDataLength,
+            field("data"),
             format!(
                 "shape {shape:?} needs {expected} elements, got {}",
                 flat.len()
@@ -197,8 +208,8 @@ fn parse_shape(declared: &TensorSpec, value: &Value, field: &str) -> Result<Vec<
         .map(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
         .unwrap_or(None);
     let dims = dims.ok_or_else(|| {
-        bad(
-            "wrong_type",
+        ApiError::invalid(
+            Code::WrongType,
             field,
             "'shape' must be an array of non-negative integers",
         )
@@ -209,8 +220,8 @@ fn parse_shape(declared: &TensorSpec, value: &Value, field: &str) -> Result<Vec<
             .zip(&declared.shape)
             .all(|(d, want)| *want < 0 || *d as i64 == *want);
     if !matches || dims.first().copied().unwrap_or(0) == 0 {
-        return Err(bad(
-            "wrong_shape",
+        return Err(ApiError::invalid(
+            Code::WrongShape,
             field,
             format!(
                 "input '{}' has shape {:?} (-1 = any), got {dims:?}",
@@ -219,8 +230,8 @@ fn parse_shape(declared: &TensorSpec, value: &Value, field: &str) -> Result<Vec<
         ));
     }
     if dims[0] > MAX_BATCH {
-        return Err(bad(
-            "batch_too_large",
+        return Err(ApiError::invalid(
+            Code::BatchTooLarge,
             field,
             format!("batch size {} exceeds the limit of {MAX_BATCH}", dims[0]),
         ));
@@ -236,7 +247,11 @@ fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>, field: &str) -> Resul
             out.push(value);
             Ok(())
         }
-        _ => Err(bad("wrong_type", field, "'data' must hold only numbers")),
+        _ => Err(ApiError::invalid(
+            Code::WrongType,
+            field,
+            "'data' must hold only numbers",
+        )),
     }
 }
 
@@ -244,16 +259,21 @@ fn convert(datatype: DataType, flat: &[&Value], field: &str) -> Result<TensorDat
     let numbers = || flat.iter().map(|v| v.as_f64().unwrap_or(f64::NAN));
     let integers = || {
         flat.iter().map(|v| {
-            v.as_i64()
-                .ok_or_else(|| bad("not_an_integer", field, "integer tensors need integer data"))
+            v.as_i64().ok_or_else(|| {
+                ApiError::invalid(
+                    Code::NotAnInteger,
+                    field,
+                    "integer tensors need integer data",
+                )
+            })
         })
     };
     Ok(match datatype {
         DataType::Fp32 => {
             let v: Vec<f32> = numbers().map(|x| x as f32).collect();
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(bad(
-                    "not_finite",
+                return Err(ApiError::invalid(
+                    Code::NotFinite,
                     field,
                     "FP32 data must be finite and within FP32 range",
                 ));
@@ -266,8 +286,9 @@ fn convert(datatype: DataType, flat: &[&Value], field: &str) -> Result<TensorDat
             integers()
                 .map(|r| {
                     r.and_then(|x| {
-                        i32::try_from(x)
-                            .map_err(|_| bad("out_of_range", field, "INT32 data out of range"))
+                        i32::try_from(x).map_err(|_| {
+                            ApiError::invalid(Code::OutOfRange, field, "INT32 data out of range")
+                        })
                     })
                 })
                 .collect::<Result<_, _>>()?,
@@ -298,8 +319,4 @@ pub fn infer_response(spec: &ModelSpec, request: &InferRequest, outputs: &[Tenso
         reply["id"] = json!(id);
     }
     reply
-}
-
-fn bad(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(400, code, message).with_field(field)
 }

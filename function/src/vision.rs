@@ -5,10 +5,10 @@ use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits};
 use serde_json::Value;
 
-use crate::error::ApiError;
 use crate::spec::{Channels, VisionSpec};
 use crate::tabular::json_type;
 use crate::tensor::{Tensor, TensorData};
+use ember_contract::{ApiError, Code};
 
 /// Largest accepted image side, in pixels, before resizing.
 pub const MAX_IMAGE_SIDE: u32 = 8192;
@@ -19,14 +19,14 @@ pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
 pub fn to_tensor(spec: &VisionSpec, body: &Value) -> Result<Tensor, ApiError> {
     let object = body.as_object().ok_or_else(|| {
         ApiError::invalid(
-            "not_an_object",
+            Code::NotAnObject,
             "$",
             "the body must be a JSON object {\"image\": \"<base64 PNG or JPEG>\"}",
         )
     })?;
     if let Some(key) = object.keys().find(|k| k.as_str() != "image") {
         return Err(ApiError::invalid(
-            "unknown_field",
+            Code::UnknownField,
             key.as_str(),
             format!("unknown field '{key}'; a vision request carries only 'image'"),
         ));
@@ -34,7 +34,7 @@ pub fn to_tensor(spec: &VisionSpec, body: &Value) -> Result<Tensor, ApiError> {
     let encoded = match object.get("image") {
         None => {
             return Err(ApiError::invalid(
-                "missing_field",
+                Code::MissingField,
                 "image",
                 "field 'image' (base64 PNG or JPEG) is missing",
             ))
@@ -42,7 +42,7 @@ pub fn to_tensor(spec: &VisionSpec, body: &Value) -> Result<Tensor, ApiError> {
         Some(Value::String(s)) => s,
         Some(other) => {
             return Err(ApiError::invalid(
-                "wrong_type",
+                Code::WrongType,
                 "image",
                 format!(
                     "field 'image' must be a base64 string, got {}",
@@ -66,7 +66,7 @@ fn decode_base64(encoded: &str) -> Result<Vec<u8>, ApiError> {
         .decode(payload.trim())
         .map_err(|e| {
             ApiError::invalid(
-                "bad_base64",
+                Code::BadBase64,
                 "image",
                 format!("field 'image' is not valid base64: {e}"),
             )
@@ -76,7 +76,7 @@ fn decode_base64(encoded: &str) -> Result<Vec<u8>, ApiError> {
 fn decode_image(bytes: &[u8]) -> Result<DynamicImage, ApiError> {
     let not_an_image = |detail: String| {
         ApiError::invalid(
-            "not_an_image",
+            Code::NotAnImage,
             "image",
             format!("field 'image' is not a PNG or JPEG image: {detail}"),
         )
@@ -94,8 +94,7 @@ fn decode_image(bytes: &[u8]) -> Result<DynamicImage, ApiError> {
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
     reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => ApiError::invalid(
-            "image_too_large",
+        image::ImageError::Limits(_) => ApiError::invalid(Code::ImageTooLarge,
             "image",
             format!("field 'image' exceeds {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels or the decode memory limit"),
         ),

@@ -1,32 +1,23 @@
 //! The core against the bundled models: their specs are valid, and preprocessing builds exactly the
 //! tensors that the reference cases fed to onnxruntime.
 
+use ember_contract::reference::{Case, Reference};
 use ember_function::catalog::{Catalog, DirCatalog};
 use ember_function::routing::Pick;
 use ember_function::spec::ModelSpec;
 use ember_function::tensor::TensorData;
 use ember_function::{tabular, vision};
-use serde_json::Value;
 
 fn models_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
-fn cases(model: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(models_dir().join(model).join("1/reference.json")).unwrap();
-    serde_json::from_str::<Value>(&text).unwrap()["cases"]
-        .as_array()
-        .unwrap()
-        .clone()
+fn cases(model: &str) -> Vec<Case> {
+    Reference::read(&models_dir(), model, "1").unwrap().cases
 }
 
-fn expected_input(case: &Value) -> Vec<f32> {
-    case["inputs"][0]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
+fn expected_input(case: &Case) -> Vec<f32> {
+    case.inputs[0].data.clone()
 }
 
 fn spec(model: &str) -> ModelSpec {
@@ -44,7 +35,7 @@ fn the_catalog_lists_every_bundled_model_and_its_specs_check() {
         let spec = catalog.spec(&name, None, Pick::default()).unwrap();
         assert_eq!(spec.name, name);
         // Unversioned requests go to `stable` (routing.json), which is version 1 for both.
-        assert_eq!(spec.graph_name(), format!("{name}/1"));
+        assert_eq!(spec.model_version().to_string(), format!("{name}/1"));
     }
 }
 
@@ -69,13 +60,13 @@ fn tabular_preprocessing_builds_the_reference_rows_exactly() {
     let spec = spec("credit-risk");
     let tabular = spec.tabular.as_ref().unwrap();
     for case in cases("credit-risk") {
-        let tensor = tabular::to_tensor(tabular, &case["request"]).unwrap();
+        let tensor = tabular::to_tensor(tabular, &case.request).unwrap();
         assert_eq!(tensor.shape, vec![1, 7]);
         assert_eq!(
             tensor.data,
             TensorData::F32(expected_input(&case)),
             "{}",
-            case["name"]
+            case.name
         );
     }
 }
@@ -85,13 +76,13 @@ fn vision_preprocessing_builds_the_reference_tensors() {
     let spec = spec("digits");
     let vision = spec.vision.as_ref().unwrap();
     for case in cases("digits") {
-        let tensor = vision::to_tensor(vision, &case["request"]).unwrap();
+        let tensor = vision::to_tensor(vision, &case.request).unwrap();
         assert_eq!(tensor.shape, vec![1, 1, 8, 8]);
         let TensorData::F32(actual) = tensor.data else {
             panic!("FP32 expected")
         };
         for (a, e) in actual.iter().zip(expected_input(&case)) {
-            assert!((a - e).abs() < 1e-6, "{}: {a} vs {e}", case["name"]);
+            assert!((a - e).abs() < 1e-6, "{}: {a} vs {e}", case.name);
         }
     }
 }
@@ -108,7 +99,7 @@ fn unknown_names_versions_and_traversal_are_404() {
         ("credit-risk", Some("nightly"), "version"),
     ] {
         let error = catalog.spec(name, version, Pick::default()).unwrap_err();
-        assert_eq!(error.status, 404, "{name} {version:?}");
+        assert_eq!(error.status(), 404, "{name} {version:?}");
         assert_eq!(error.field.as_deref(), Some(field));
     }
 }

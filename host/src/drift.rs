@@ -47,7 +47,10 @@ struct SpecWithBaseline {
 impl Baseline {
     /// Reads the baseline of `<models>/<model>/<version>/model.toml`.
     pub fn load(models: &Path, model: &str, version: &str) -> anyhow::Result<Self> {
-        let path = models.join(model).join(version).join("model.toml");
+        let path = models
+            .join(model)
+            .join(version)
+            .join(ember_contract::names::MODEL_TOML);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         Ok(toml::from_str::<SpecWithBaseline>(&text)

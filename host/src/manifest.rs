@@ -376,7 +376,7 @@ impl Manifest {
         let mut models = None;
         for mount in &component.files {
             let (source, destination) = file_mount(mount)?;
-            if destination == ember_function::catalog::GUEST_MODELS_DIR {
+            if destination == ember_contract::names::GUEST_MODELS_DIR {
                 models = Some(self.dir.join(source));
             } else {
                 bail!("component '{id}': Ember mounts only the models directory at /models, not '{destination}'");

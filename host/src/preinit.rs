@@ -17,7 +17,7 @@ use wasmtime_wasi_nn::InMemoryRegistry;
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
 use crate::runtime::{link, HostState};
-use ember_function::catalog::GUEST_MODELS_DIR;
+use ember_contract::names::GUEST_MODELS_DIR;
 
 /// Seed of the random sources pre-initialization runs with ("EMBER" in ASCII).
 const SEED: u64 = 0x0045_4d42_4552;

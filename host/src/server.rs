@@ -22,10 +22,13 @@ use crate::metering::ledger::Ledger;
 use crate::metering::metrics::Metrics;
 use crate::metering::prices::PriceTable;
 use crate::metering::UsageRecord;
-use crate::runtime::{json_response, Invocation, Runtime};
+use crate::runtime::{error_response, json_response, Invocation, Runtime};
 use crate::static_files::StaticSite;
-use ember_function::app::fallback_answer;
+use ember_contract::telemetry::Fallback;
+use ember_contract::{headers, ApiError, Code, ModelVersion, Route as FunctionRoute, Telemetry};
+use ember_function::app::reply::fallback_answer;
 use ember_function::catalog::{Catalog as _, DirCatalog};
+use ember_function::routing::Pick;
 
 /// The prefix of host endpoints; function routes never start with it.
 pub const HOST_PREFIX: &str = "/-/";
@@ -74,10 +77,10 @@ impl Host {
         } else if let Some(site) = self.static_site(&path) {
             site.serve(request.method(), &path).await
         } else if !self.routes.iter().any(|r| r.matches(&path)) {
-            json_response(
-                404,
-                serde_json::json!({"error": {"code": "no_route", "message": format!("no route for '{path}'")}}),
-            )
+            error_response(&ApiError::new(
+                Code::NoRoute,
+                format!("no route for '{path}'"),
+            ))
         } else {
             self.invoke(request, path).await
         };
@@ -122,10 +125,7 @@ impl Host {
                     "ledger": self.ledger.as_ref().map(|l| l.path().display().to_string()),
                 }),
             ),
-            _ => json_response(
-                404,
-                serde_json::json!({"error": {"code": "no_route", "message": "no such host endpoint"}}),
-            ),
+            _ => error_response(&ApiError::new(Code::NoRoute, "no such host endpoint")),
         }
     }
 
@@ -140,7 +140,7 @@ impl Host {
             .unwrap_or_default();
         let method = request.method().to_string();
         let mut invocation = self.runtime.invoke(request).await;
-        if invocation.stats.failure == Some("deadline_exceeded") {
+        if invocation.stats.failure == Some(Code::DeadlineExceeded) {
             self.answer_by_default(&route, &mut invocation);
         }
         let id = uuid::Uuid::now_v7().to_string();
@@ -162,17 +162,16 @@ impl Host {
             if let Err(error) = ledger.commit(record).await {
                 // A reply is only sent once its record is durable: nothing billed is lost.
                 tracing::error!(%error, "usage record not stored; refusing the reply");
-                return json_response(
-                    503,
-                    serde_json::json!({"error": {"code": "metering_unavailable",
-                        "message": "the usage ledger is unavailable; retry"}}),
-                );
+                return error_response(&ApiError::new(
+                    Code::MeteringUnavailable,
+                    "the usage ledger is unavailable; retry",
+                ));
             }
             let headers = response.headers_mut();
             for (name, value) in [
-                ("ember-invocation-id", id),
-                ("ember-cost", cost),
-                ("ember-duration-us", wall_us.to_string()),
+                (headers::INVOCATION_ID, id),
+                (headers::COST, cost),
+                (headers::DURATION_US, wall_us.to_string()),
             ] {
                 if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
                     headers.insert(name, value);
@@ -184,36 +183,46 @@ impl Host {
 }
 
 impl Host {
-    /// Replaces a timed-out prediction with the model's declared default answer, if it has one.
+    /// Replaces a timed-out prediction with the model's declared default answer, if it has one,
+    /// attributed to the version the request pinned (else the stable version).
     fn answer_by_default(&self, route: &str, invocation: &mut Invocation) {
-        let segments: Vec<&str> = route.trim_matches('/').split('/').collect();
-        let model = match segments.as_slice() {
-            ["predict"] => self.default_model.as_str(),
-            ["models", name, "predict"] | ["models", name, "versions", _, "predict"] => name,
-            _ => return,
+        let Some(FunctionRoute::Predict(target)) = FunctionRoute::parse(route) else {
+            return;
         };
+        let model = target.model.unwrap_or(&self.default_model);
         let routing = self.catalog.routing(model);
         let Some(answer) = &routing.default_answer else {
             return;
         };
-        let version = routing.stable().unwrap_or_default().to_string();
-        let body = fallback_answer(answer, model, &version, "deadline_exceeded");
+        let version = match target.version {
+            Some(pinned) => {
+                match self
+                    .catalog
+                    .resolve_version(model, Some(pinned), &routing, Pick::default())
+                {
+                    Ok(version) => version,
+                    // The function would have refused the version before running it.
+                    Err(_) => return,
+                }
+            }
+            None => routing.stable().unwrap_or_default().to_string(),
+        };
+        let reason = Code::DeadlineExceeded.as_str();
+        let body = fallback_answer(answer, model, &version, reason);
         invocation.response = json_response(200, body);
         let stats = &mut invocation.stats;
         stats.status = 200;
         stats.bytes_out = invocation.response.body().len() as u64;
-        stats.model = Some(model.to_string());
-        stats.model_version = Some(version.clone());
-        stats.telemetry = vec![
-            (
-                "ember-x-prediction".into(),
-                answer["prediction"].to_string(),
-            ),
-            (
-                "ember-x-fallback".into(),
-                format!("{version}:deadline_exceeded"),
-            ),
-        ];
+        stats.model = Some(ModelVersion::new(model, &version));
+        stats.telemetry = Some(Telemetry {
+            features: Vec::new(),
+            prediction: answer["prediction"].as_u64().unwrap_or_default() as usize,
+            shadow: None,
+            fallback: Some(Fallback {
+                from_version: version,
+                reason: reason.to_string(),
+            }),
+        });
     }
 }
 

@@ -8,7 +8,8 @@ use std::path::{Component, Path, PathBuf};
 use bytes::Bytes;
 
 use crate::manifest::Route;
-use crate::runtime::json_response;
+use crate::runtime::error_response;
+use ember_contract::{ApiError, Code};
 
 /// A file-server component: its route and its `(host directory, destination)` mounts.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,11 +26,10 @@ impl StaticSite {
     /// Answers a `GET`/`HEAD` of `path` (already matched by [`StaticSite::route`]).
     pub async fn serve(&self, method: &hyper::Method, path: &str) -> hyper::Response<Bytes> {
         if method != hyper::Method::GET && method != hyper::Method::HEAD {
-            return error(
-                405,
-                "method_not_allowed",
+            return error_response(&ApiError::new(
+                Code::MethodNotAllowed,
                 format!("{method} is not allowed; use GET"),
-            );
+            ));
         }
         let Route::Prefix(prefix) = &self.route else {
             return self.read(path.rsplit('/').next().unwrap_or_default()).await;
@@ -98,14 +98,10 @@ impl StaticSite {
 }
 
 fn not_found(path: &str) -> hyper::Response<Bytes> {
-    error(404, "not_found", format!("no file at '{path}'"))
-}
-
-fn error(status: u16, code: &str, message: String) -> hyper::Response<Bytes> {
-    json_response(
-        status,
-        serde_json::json!({"error": {"code": code, "message": message}}),
-    )
+    error_response(&ApiError::new(
+        Code::NotFound,
+        format!("no file at '{path}'"),
+    ))
 }
 
 #[cfg(test)]

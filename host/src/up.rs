@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ember_function::app::DEFAULT_MODEL;
+use ember_contract::names::{DEFAULT_MODEL, DEFAULT_MODEL_ENV};
 use ember_function::catalog::DirCatalog;
 
 use crate::drift::DriftMonitor;
@@ -83,9 +83,6 @@ pub struct UpArgs {
     #[arg(long)]
     pub preload: bool,
 }
-
-/// The environment variable that names the function's default model.
-const DEFAULT_MODEL_ENV: &str = "EMBER_DEFAULT_MODEL";
 
 /// Starts the server and runs until interrupted.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {

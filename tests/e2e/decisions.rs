@@ -161,7 +161,7 @@ fn a_timed_out_prediction_gets_the_declared_default_answer() {
     std::fs::create_dir_all(models.join("slowpoke")).unwrap();
     std::fs::write(
         models.join("slowpoke/routing.json"),
-        r#"{"aliases": {"stable": "1"}, "default_answer": {"prediction": 0, "label": "approve"}}"#,
+        r#"{"aliases": {"stable": "1", "canary": "2"}, "default_answer": {"prediction": 0, "label": "approve"}}"#,
     )
     .unwrap();
     let ledger = scratch_dir("slow-ledger").join("usage.db");
@@ -179,9 +179,23 @@ fn a_timed_out_prediction_gets_the_declared_default_answer() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["label"], "approve");
     assert_eq!(reply.body["fallback"]["reason"], "deadline_exceeded");
-    let audit = audit(&reply.headers["ember-invocation-id"], &ledger);
-    assert_eq!(audit["failure"], "deadline_exceeded");
-    assert_eq!(audit["decision"]["fallback_reason"], "deadline_exceeded");
+    let record = audit(&reply.headers["ember-invocation-id"], &ledger);
+    assert_eq!(record["failure"], "deadline_exceeded");
+    assert_eq!(record["decision"]["fallback_reason"], "deadline_exceeded");
+    assert_eq!(reply.body["fallback"]["from_version"], "1");
+    assert_eq!(record["model_version"], "1");
+    // The answer names the version the request pinned, directly or through an alias.
+    for path in [
+        "/models/slowpoke/versions/2/predict?loop",
+        "/models/slowpoke/versions/canary/predict?loop",
+    ] {
+        let reply = server.post_json_full(path, &json!({}));
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert_eq!(reply.body["fallback"]["from_version"], "2", "{path}");
+        let pinned = audit(&reply.headers["ember-invocation-id"], &ledger);
+        assert_eq!(pinned["model_version"], "2", "{path}");
+        assert_eq!(pinned["decision"]["fallback_from"], "2", "{path}");
+    }
     // A model without a declared answer still gets the plain 504.
     assert_eq!(server.get("/loop").0, 504);
 }

@@ -13,18 +13,20 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::app::Inference;
-use crate::catalog::{Catalog, DirCatalog, ModelVersions, GRAPH_FILE, GUEST_MODELS_DIR};
-use crate::error::ApiError;
+use crate::catalog::{Catalog, DirCatalog, ModelVersions};
 use crate::routing::{Pick, Routing};
 use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
 use crate::tract::TractModel;
+use ember_contract::names::{GRAPH_FILE, GUEST_MODELS_DIR};
+use ember_contract::ModelVersion;
+use ember_contract::{ApiError, Code};
 
 /// Ready models by graph name (`<model>/<version>`); filled by pre-initialization.
-static MODELS: Mutex<BTreeMap<String, Arc<TractModel>>> = Mutex::new(BTreeMap::new());
+static MODELS: Mutex<BTreeMap<ModelVersion, Arc<TractModel>>> = Mutex::new(BTreeMap::new());
 
 /// Parsed specs by graph name; filled by pre-initialization.
-static SPECS: Mutex<BTreeMap<String, ModelSpec>> = Mutex::new(BTreeMap::new());
+static SPECS: Mutex<BTreeMap<ModelVersion, ModelSpec>> = Mutex::new(BTreeMap::new());
 
 /// The models directory, with the specs the snapshot holds already parsed.
 pub struct SnapshotCatalog(pub DirCatalog);
@@ -38,7 +40,7 @@ impl Catalog for SnapshotCatalog {
         pick: Pick,
     ) -> Result<ModelSpec, ApiError> {
         let version = self.0.resolve_version(name, version, routing, pick)?;
-        let key = format!("{name}/{version}");
+        let key = ModelVersion::new(name, &version);
         if let Some(spec) = SPECS.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(spec.clone());
         }
@@ -62,13 +64,13 @@ impl Inference for Embedded {
         let model = model(spec)?;
         model
             .run_tensors(inputs)
-            .map_err(|_| ApiError::internal("inference_failed", "inference failed"))
+            .map_err(|_| ApiError::new(Code::InferenceFailed, "inference failed"))
     }
 }
 
 /// The ready model for `spec`, parsed now if the snapshot lacks it.
 fn model(spec: &ModelSpec) -> Result<Arc<TractModel>, ApiError> {
-    let name = spec.graph_name();
+    let name = spec.model_version();
     if let Some(model) = MODELS.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
         return Ok(model.clone());
     }
@@ -81,8 +83,7 @@ fn model(spec: &ModelSpec) -> Result<Arc<TractModel>, ApiError> {
         .map(Arc::new)
         .ok_or_else(|| {
             ApiError::new(
-                503,
-                "model_not_ready",
+                Code::ModelNotReady,
                 format!(
                     "model '{}' version {} could not be loaded",
                     spec.name, spec.version
@@ -121,7 +122,7 @@ impl Guest for Preinit {
                     SPECS
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(spec.graph_name(), spec);
+                        .insert(spec.model_version(), spec);
                 }
             }
         }

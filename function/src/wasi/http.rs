@@ -7,8 +7,13 @@ use wasip2::http::types::{
 };
 use wasip2::io::streams::StreamError;
 
+use ember_contract::names::{DEFAULT_MODEL, DEFAULT_MODEL_ENV};
+use ember_contract::route::is_v2_path;
+use ember_contract::{headers, ApiError, Code};
+
 use super::{catalog, Engine};
-use crate::app::{too_large, App, Request, Response, DEFAULT_MODEL, MAX_BODY_BYTES};
+use crate::app::predict::{too_large, MAX_BODY_BYTES};
+use crate::app::{App, Request, Response};
 use crate::routing::Pick;
 
 struct Handler;
@@ -17,14 +22,14 @@ wasip2::http::proxy::export!(Handler);
 
 impl wasip2::exports::http::incoming_handler::Guest for Handler {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_default();
         let response = match read_body(&request) {
             Ok(body) => {
                 let method = method_name(&request.method());
-                let path = request.path_with_query().unwrap_or_default();
                 let content_type = header(&request, "content-type");
-                let caller_key = header(&request, "ember-caller-key");
+                let caller_key = header(&request, headers::CALLER_KEY);
                 let default_model =
-                    std::env::var("EMBER_DEFAULT_MODEL").unwrap_or_else(|_| DEFAULT_MODEL.into());
+                    std::env::var(DEFAULT_MODEL_ENV).unwrap_or_else(|_| DEFAULT_MODEL.into());
                 let app = App::new(catalog(), Engine, default_model);
                 app.handle(&Request {
                     method: &method,
@@ -37,7 +42,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
                     },
                 })
             }
-            Err(error) => Response::error(&error),
+            Err(error) => Response::error(&error, is_v2_path(&path)),
         };
         send(response_out, &response);
     }
@@ -67,9 +72,8 @@ fn header(request: &IncomingRequest, name: &str) -> Option<String> {
 
 /// Reads the whole body, refusing (413) once it passes [`MAX_BODY_BYTES`]. A refused body is
 /// still drained (up to [`MAX_DRAIN_BYTES`]) so the client can read the 413 instead of a broken pipe.
-fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, crate::error::ApiError> {
-    let unreadable =
-        || crate::error::ApiError::bad_request("unreadable_body", "the body could not be read");
+fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
+    let unreadable = || ApiError::new(Code::UnreadableBody, "the body could not be read");
     let declared = header(request, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
     let body: IncomingBody = request.consume().map_err(|_| unreadable())?;
     let stream = body.stream().map_err(|_| unreadable())?;
@@ -106,15 +110,18 @@ const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
 fn send(out: ResponseOutparam, response: &Response) {
     let mut fields = vec![("content-type".to_string(), b"application/json".to_vec())];
-    if let Some((model, version)) = &response.model {
-        fields.push(("ember-model".to_string(), model.as_bytes().to_vec()));
+    if let Some(model) = &response.model {
+        fields.push((headers::MODEL.to_string(), model.model.as_bytes().to_vec()));
         fields.push((
-            "ember-model-version".to_string(),
-            version.as_bytes().to_vec(),
+            headers::MODEL_VERSION.to_string(),
+            model.version.as_bytes().to_vec(),
         ));
     }
-    for (name, value) in response.telemetry.iter().flat_map(|t| t.headers()) {
-        fields.push((name.to_string(), value.into_bytes()));
+    if let Some(telemetry) = &response.telemetry {
+        fields.push((
+            headers::TELEMETRY.to_string(),
+            telemetry.to_header().into_bytes(),
+        ));
     }
     let headers = Fields::from_list(&fields).expect("model names are valid header values");
     let outgoing = OutgoingResponse::new(headers);

@@ -1,7 +1,7 @@
 //! The `wasm32-wasip2` component: `wasi:http/incoming-handler` in front; behind it, the host's
 //! `wasi:nn` (default build) or, with the `embedded` feature, tract inside the guest for hosts
 //! without wasi-nn (Spin, `wasmtime serve`). Models are read from the host's read-only mount at
-//! [`crate::catalog::GUEST_MODELS_DIR`].
+//! [`ember_contract::names::GUEST_MODELS_DIR`].
 
 #[cfg(feature = "embedded")]
 mod embedded;
@@ -9,7 +9,8 @@ mod http;
 #[cfg(not(feature = "embedded"))]
 mod nn;
 
-use crate::catalog::{DirCatalog, GUEST_MODELS_DIR};
+use crate::catalog::DirCatalog;
+use ember_contract::names::GUEST_MODELS_DIR;
 
 #[cfg(feature = "embedded")]
 use embedded::Embedded as Engine;

@@ -1,9 +1,9 @@
 //! Inference through the host's `wasi:nn`: graphs are loaded by name, never parsed in the guest.
 
 use crate::app::Inference;
-use crate::error::ApiError;
 use crate::spec::ModelSpec;
 use crate::tensor::{DataType, Tensor, TensorData};
+use ember_contract::{ApiError, Code};
 
 wit_bindgen::generate!({ path: "wit/wasi-nn.wit", world: "ml" });
 
@@ -14,17 +14,17 @@ pub struct WasiNn;
 
 impl Inference for WasiNn {
     fn infer(&self, spec: &ModelSpec, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError> {
-        let graph = graph::load_by_name(&spec.graph_name()).map_err(|e| match e.code() {
-            errors::ErrorCode::NotFound => ApiError::new(
-                503,
-                "model_not_ready",
-                format!(
-                    "model '{}' version {} is not loaded",
-                    spec.name, spec.version
+        let graph =
+            graph::load_by_name(&spec.model_version().to_string()).map_err(|e| match e.code() {
+                errors::ErrorCode::NotFound => ApiError::new(
+                    Code::ModelNotReady,
+                    format!(
+                        "model '{}' version {} is not loaded",
+                        spec.name, spec.version
+                    ),
                 ),
-            ),
-            _ => failed(&e),
-        })?;
+                _ => failed(&e),
+            })?;
         let context = graph.init_execution_context().map_err(|e| failed(&e))?;
         let named = inputs
             .into_iter()
@@ -54,12 +54,12 @@ impl Inference for WasiNn {
 fn failed(error: &errors::Error) -> ApiError {
     // The host's message stays in the host's logs; the client learns only that inference failed.
     let _ = error.data();
-    ApiError::internal("inference_failed", "inference failed")
+    ApiError::new(Code::InferenceFailed, "inference failed")
 }
 
 fn unsupported() -> ApiError {
-    ApiError::internal(
-        "inference_failed",
+    ApiError::new(
+        Code::InferenceFailed,
         "the model returned an unsupported tensor",
     )
 }

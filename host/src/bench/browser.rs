@@ -34,7 +34,7 @@ pub fn run(args: &BenchArgs, floors: &[f64]) -> anyhow::Result<()> {
         .iter()
         .map(|model| {
             let case = reference_case(&args.models, model)?;
-            Ok(json!({"model": model, "name": "case-0", "input": case["request"]}))
+            Ok(json!({"model": model, "name": "case-0", "input": case.request}))
         })
         .collect::<anyhow::Result<Vec<Value>>>()?;
     let job = json!({

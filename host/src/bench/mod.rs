@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use serde_json::Value;
 use wasmtime_wasi_nn::backend::NamedTensor;
 
 use self::client::Probe;
-use crate::nn::fp32_tensor_from_json;
+use crate::nn::reference_tensor;
 use crate::nn::tract::run_named;
 use crate::stats::Samples;
+use ember_contract::reference::{Case, Reference};
 use ember_function::tract::TractModel;
 
 /// Options of `ember bench`.
@@ -276,11 +276,14 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("VmRSS missing")
 }
 
-fn reference_case(models: &Path, model: &str) -> anyhow::Result<Value> {
-    let path = models.join(model).join("1").join("reference.json");
-    let doc: Value =
-        serde_json::from_slice(&std::fs::read(&path).with_context(|| path.display().to_string())?)?;
-    Ok(doc["cases"][0].clone())
+/// The first reference case of the model's version 1: what every measurement sends.
+fn reference_case(models: &Path, model: &str) -> anyhow::Result<Case> {
+    let reference = Reference::read(models, model, "1").map_err(anyhow::Error::msg)?;
+    reference
+        .cases
+        .into_iter()
+        .next()
+        .with_context(|| format!("{model} has no reference cases"))
 }
 
 fn probe(models: &Path, address: &str, model: &str) -> anyhow::Result<Probe> {
@@ -288,7 +291,7 @@ fn probe(models: &Path, address: &str, model: &str) -> anyhow::Result<Probe> {
     Ok(Probe {
         address: address.to_string(),
         path: format!("/models/{model}/predict"),
-        body: Bytes::from(serde_json::to_vec(&case["request"])?),
+        body: Bytes::from(serde_json::to_vec(&case.request)?),
     })
 }
 
@@ -310,21 +313,14 @@ fn native_floor(models: &Path, model: &str) -> anyhow::Result<Samples> {
         models
             .join(model)
             .join("1")
-            .join(ember_function::catalog::GRAPH_FILE),
+            .join(ember_contract::names::GRAPH_FILE),
     )?;
     let graph = TractModel::parse(&bytes)?;
     let case = reference_case(models, model)?;
-    let inputs = || -> anyhow::Result<Vec<NamedTensor>> {
-        case["inputs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(fp32_tensor_from_json)
-            .collect()
-    };
+    let inputs = || -> Vec<NamedTensor> { case.inputs.iter().map(reference_tensor).collect() };
     let mut samples = Samples::default();
     for i in 0..3000 {
-        let input = inputs()?;
+        let input = inputs();
         let t = Instant::now();
         run_named(&graph, input)?;
         if i >= 300 {

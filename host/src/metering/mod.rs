@@ -85,29 +85,19 @@ impl Decision {
         if stats.model.is_none() || stats.status >= 400 {
             return None;
         }
-        let telemetry = |name: &str| {
-            stats
-                .telemetry
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let shadow: Vec<&str> = telemetry("ember-x-shadow")
-            .map(|v| v.split(':').collect())
-            .unwrap_or_default();
-        let fallback = telemetry("ember-x-fallback").and_then(|v| v.split_once(':'));
+        let telemetry = stats.telemetry.as_ref();
+        let shadow = telemetry.and_then(|t| t.shadow.as_ref());
+        let fallback = telemetry.and_then(|t| t.fallback.as_ref());
         Some(Self {
             input_sha256: stats.input_sha256.clone(),
-            features: telemetry("ember-x-features")
-                .map(|v| v.split(',').filter_map(|f| f.parse().ok()).collect())
-                .unwrap_or_default(),
-            prediction: telemetry("ember-x-prediction").and_then(|v| v.parse().ok()),
+            features: telemetry.map(|t| t.features.clone()).unwrap_or_default(),
+            prediction: telemetry.map(|t| t.prediction as i64),
             output: String::from_utf8_lossy(output).into_owned(),
-            shadow_version: shadow.first().map(|v| v.to_string()),
-            shadow_prediction: shadow.get(1).and_then(|v| v.parse().ok()),
-            shadow_agrees: shadow.get(2).map(|v| *v == "1"),
-            fallback_from: fallback.map(|(v, _)| v.to_string()),
-            fallback_reason: fallback.map(|(_, r)| r.to_string()),
+            shadow_version: shadow.map(|s| s.version.clone()),
+            shadow_prediction: shadow.map(|s| s.prediction as i64),
+            shadow_agrees: shadow.map(|s| s.agrees),
+            fallback_from: fallback.map(|f| f.from_version.clone()),
+            fallback_reason: fallback.map(|f| f.reason.clone()),
         })
     }
 }
@@ -128,12 +118,12 @@ impl UsageRecord {
             id,
             started_at_us,
             function: function.to_string(),
-            model: stats.model.clone(),
-            model_version: stats.model_version.clone(),
+            model: stats.model.as_ref().map(|m| m.model.clone()),
+            model_version: stats.model.as_ref().map(|m| m.version.clone()),
             method: method.to_string(),
             route: route.to_string(),
             status: stats.status,
-            failure: stats.failure.map(str::to_string),
+            failure: stats.failure.map(|code| code.as_str().to_string()),
             wall_us: stats.wall_us,
             cpu_us: stats.cpu_us,
             fuel: stats.fuel,

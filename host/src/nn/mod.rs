@@ -8,6 +8,7 @@ pub mod tract;
 
 use std::path::Path;
 
+use ember_contract::reference::ReferenceTensor;
 use wasmtime_wasi_nn::Graph;
 
 /// A model backend: turns a model version's folder into a runnable, shareable graph.
@@ -25,31 +26,12 @@ pub struct LoadedGraph {
     pub macs_per_row: u64,
 }
 
-/// An FP32 tensor in KServe v2 JSON form (`name`, `shape`, flat `data`), as the models' reference
-/// cases store them, converted for a backend.
-pub fn fp32_tensor_from_json(
-    value: &serde_json::Value,
-) -> anyhow::Result<wasmtime_wasi_nn::backend::NamedTensor> {
-    use anyhow::Context as _;
-    let dims = value["shape"]
-        .as_array()
-        .context("shape")?
-        .iter()
-        .map(|d| d.as_u64().map(|d| d as u32).context("dimension"))
-        .collect::<anyhow::Result<_>>()?;
-    let data = value["data"]
-        .as_array()
-        .context("data")?
-        .iter()
-        .map(|v| {
-            v.as_f64()
-                .map(|x| (x as f32).to_le_bytes())
-                .context("number")
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .concat();
-    Ok(wasmtime_wasi_nn::backend::NamedTensor {
-        name: value["name"].as_str().context("name")?.to_string(),
+/// A reference case's FP32 tensor (`reference.json`), as a backend takes it.
+pub fn reference_tensor(tensor: &ReferenceTensor) -> wasmtime_wasi_nn::backend::NamedTensor {
+    let dims = tensor.shape.iter().map(|d| *d as u32).collect();
+    let data = tensor.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+    wasmtime_wasi_nn::backend::NamedTensor {
+        name: tensor.name.clone(),
         tensor: wasmtime_wasi_nn::Tensor::new(dims, wasmtime_wasi_nn::wit::TensorType::Fp32, data),
-    })
+    }
 }

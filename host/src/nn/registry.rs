@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use elsa::sync::FrozenMap;
+use ember_contract::ModelVersion;
 use ember_function::catalog::{is_valid_name, is_valid_version, Catalog, DirCatalog};
 use wasmtime_wasi_nn::wit::WasiNnCtx;
 use wasmtime_wasi_nn::{Graph, GraphRegistry, Registry};
@@ -94,12 +95,12 @@ impl GraphStore {
         if let Some(entry) = self.entries.read().unwrap().get(name) {
             return Some(entry.clone());
         }
-        let (model, version) = name.split_once('/')?;
-        if !is_valid_name(model) || !is_valid_version(version) {
+        let graph = ModelVersion::parse(name)?;
+        if !is_valid_name(&graph.model) || !is_valid_version(&graph.version) {
             return None;
         }
-        let dir = self.catalog.version_path(model, version);
-        if !dir.join(ember_function::catalog::GRAPH_FILE).is_file() {
+        let dir = self.catalog.version_path(&graph.model, &graph.version);
+        if !dir.join(ember_contract::names::GRAPH_FILE).is_file() {
             return None;
         }
         let mut entries = self.entries.write().unwrap();

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use ember_function::catalog::GRAPH_FILE;
+use ember_contract::names::GRAPH_FILE;
 use ember_function::tract::TractModel;
 use tract_onnx::prelude::{DatumType, IntoTValue, TValue, Tensor as TractTensor};
 use wasmtime_wasi_nn::backend::{
@@ -176,28 +176,21 @@ fn invalid(message: String) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::fp32_tensor_from_json;
-    use serde_json::Value;
+    use crate::nn::reference_tensor;
+    use ember_contract::reference::Reference;
 
     #[test]
     fn bundled_models_match_their_onnxruntime_reference_outputs() {
         for model in ["credit-risk", "digits"] {
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../models")
-                .join(model)
-                .join("1");
+            let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+            let dir = models.join(model).join("1");
             let graph = TractModel::parse(&std::fs::read(dir.join(GRAPH_FILE)).unwrap()).unwrap();
-            let reference: Value =
-                serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap())
-                    .unwrap();
-            for case in reference["cases"].as_array().unwrap() {
-                let input = fp32_tensor_from_json(&case["inputs"][0]).unwrap();
+            let reference = Reference::read(&models, model, "1").unwrap();
+            for case in &reference.cases {
+                let input = reference_tensor(&case.inputs[0]);
                 let outputs = run_named(&graph, vec![input]).unwrap();
-                let expected = fp32_tensor_from_json(&case["outputs"][0]).unwrap().tensor;
-                assert_eq!(
-                    outputs[0].name,
-                    case["outputs"][0]["name"].as_str().unwrap()
-                );
+                let expected = reference_tensor(&case.outputs[0]).tensor;
+                assert_eq!(outputs[0].name, case.outputs[0].name);
                 assert_eq!(outputs[0].tensor.dimensions, expected.dimensions);
                 let floats = |t: &Tensor| -> Vec<f32> {
                     t.data
@@ -206,7 +199,7 @@ mod tests {
                         .collect()
                 };
                 for (a, e) in floats(&outputs[0].tensor).iter().zip(floats(&expected)) {
-                    assert!((a - e).abs() < 1e-4, "{model} {}: {a} vs {e}", case["name"]);
+                    assert!((a - e).abs() < 1e-4, "{model} {}: {a} vs {e}", case.name);
                 }
             }
         }

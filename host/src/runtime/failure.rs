@@ -2,6 +2,7 @@
 //! the detail goes to the log.
 
 use bytes::Bytes;
+use ember_contract::{ApiError, Code};
 use wasmtime::Trap;
 
 /// Why the host, not the function, answered.
@@ -33,30 +34,34 @@ impl Failure {
         }
     }
 
-    /// Status, code and message for the client.
-    pub fn describe(&self) -> (u16, &'static str, &'static str) {
+    /// The failure's code (which decides the status).
+    pub fn code(&self) -> Code {
         match self {
-            Failure::Deadline => (
-                504,
-                "deadline_exceeded",
-                "the function ran past its deadline",
-            ),
-            Failure::MemoryLimit => (
-                500,
-                "memory_limit_exceeded",
-                "the function exceeded its memory limit",
-            ),
-            Failure::Trap(_) => (500, "function_trapped", "the function failed"),
-            Failure::NoResponse => (500, "no_response", "the function returned no response"),
-            Failure::GuestError(_) => (500, "function_error", "the function failed"),
-            Failure::Overloaded => (503, "overloaded", "no capacity to run the function; retry"),
-            Failure::Host(_) => (500, "host_error", "the host failed to run the function"),
+            Failure::Deadline => Code::DeadlineExceeded,
+            Failure::MemoryLimit => Code::MemoryLimitExceeded,
+            Failure::Trap(_) => Code::FunctionTrapped,
+            Failure::NoResponse => Code::NoResponse,
+            Failure::GuestError(_) => Code::FunctionError,
+            Failure::Overloaded => Code::Overloaded,
+            Failure::Host(_) => Code::HostError,
+        }
+    }
+
+    /// What the client is told: the code and a message that names no internals.
+    fn message(&self) -> &'static str {
+        match self {
+            Failure::Deadline => "the function ran past its deadline",
+            Failure::MemoryLimit => "the function exceeded its memory limit",
+            Failure::Trap(_) | Failure::GuestError(_) => "the function failed",
+            Failure::NoResponse => "the function returned no response",
+            Failure::Overloaded => "no capacity to run the function; retry",
+            Failure::Host(_) => "the host failed to run the function",
         }
     }
 
     /// Logs the failure and builds the reply.
     pub fn response(self) -> hyper::Response<Bytes> {
-        let (status, code, message) = self.describe();
+        let code = self.code().as_str();
         match &self {
             Failure::Trap(e) | Failure::Host(e) => {
                 tracing::warn!(code, error = ?e, "invocation failed")
@@ -64,11 +69,13 @@ impl Failure {
             Failure::GuestError(e) => tracing::warn!(code, error = %e, "invocation failed"),
             _ => tracing::warn!(code, "invocation failed"),
         }
-        json_response(
-            status,
-            serde_json::json!({ "error": { "code": code, "message": message } }),
-        )
+        error_response(&ApiError::new(self.code(), self.message()))
     }
+}
+
+/// The host's reply for an error, in the contract's envelope.
+pub fn error_response(error: &ApiError) -> hyper::Response<Bytes> {
+    json_response(error.status(), error.to_json())
 }
 
 /// A JSON reply built by the host.

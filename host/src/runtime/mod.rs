@@ -28,12 +28,13 @@ use wasmtime_wasi_http::WasiHttpView as _;
 
 pub use self::cache::CacheOutcome;
 use self::cpu::CpuTimed;
-pub use self::failure::{json_response, Failure};
+pub use self::failure::{error_response, json_response, Failure};
 pub use self::state::HostState;
 use self::state::MemoryLimiter;
 use crate::nn::metered::{InferenceMeter, InferenceTotals};
 use crate::nn::registry::{GraphStore, RequestGraphs};
-use ember_function::catalog::GUEST_MODELS_DIR;
+use ember_contract::names::GUEST_MODELS_DIR;
+use ember_contract::{headers as contract_headers, Code, ModelVersion, Telemetry};
 
 /// Fuel an invocation starts with: far beyond any request; the deadline is the real limit.
 const FUEL_BUDGET: u64 = u64::MAX / 2;
@@ -67,12 +68,11 @@ pub struct RuntimeConfig {
 pub struct InvocationStats {
     /// HTTP status answered.
     pub status: u16,
-    /// Host failure code, when the host answered instead of the function.
-    pub failure: Option<&'static str>,
-    /// Model the function resolved (from its `ember-model` header).
-    pub model: Option<String>,
-    /// Model version the function resolved.
-    pub model_version: Option<String>,
+    /// Host failure, when the host answered instead of the function.
+    pub failure: Option<Code>,
+    /// The model version the function resolved (from its `ember-model` / `ember-model-version`
+    /// headers).
+    pub model: Option<ModelVersion>,
     /// Wall time from arrival to a complete reply, µs.
     pub wall_us: u64,
     /// CPU time spent running the instance (guest and its host calls), µs.
@@ -89,8 +89,9 @@ pub struct InvocationStats {
     pub bytes_out: u64,
     /// SHA-256 of the request body, hex.
     pub input_sha256: String,
-    /// The function's `ember-x-*` telemetry headers (stripped from the reply).
-    pub telemetry: Vec<(String, String)>,
+    /// The prediction's record, from the function's private telemetry header (stripped from the
+    /// reply).
+    pub telemetry: Option<Telemetry>,
 }
 
 /// A complete reply and its measurements.
@@ -131,20 +132,31 @@ impl BodyTap {
     }
 }
 
-/// Removes the function's `ember-x-*` headers (host telemetry, never for clients) and returns them.
-fn take_telemetry(headers: &mut hyper::HeaderMap) -> Vec<(String, String)> {
-    let names: Vec<_> = headers
+/// Removes the function's private headers (host telemetry, never for clients) and returns the
+/// telemetry record among them.
+fn take_telemetry(headers: &mut hyper::HeaderMap) -> Option<Telemetry> {
+    let record = headers
+        .get(contract_headers::TELEMETRY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Telemetry::from_header);
+    let private: Vec<_> = headers
         .keys()
-        .filter(|n| n.as_str().starts_with("ember-x-"))
+        .filter(|n| n.as_str().starts_with(contract_headers::PRIVATE_PREFIX))
         .cloned()
         .collect();
-    names
-        .into_iter()
-        .filter_map(|name| {
-            let value = headers.remove(&name)?;
-            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
-        })
-        .collect()
+    for name in private {
+        headers.remove(name);
+    }
+    record
+}
+
+/// The model version a reply's headers name.
+fn model_version(headers: &hyper::HeaderMap) -> Option<ModelVersion> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    Some(ModelVersion::new(
+        header(contract_headers::MODEL)?,
+        header(contract_headers::MODEL_VERSION)?,
+    ))
 }
 
 /// Lowercase hex of a digest.
@@ -231,19 +243,11 @@ impl Runtime {
         let mut response = match self.run(request, started, input, &mut stats).await {
             Ok(response) => response,
             Err(failure) => {
-                stats.failure = Some(failure.describe().1);
+                stats.failure = Some(failure.code());
                 failure.response()
             }
         };
-        let header = |name| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        stats.model = header("ember-model");
-        stats.model_version = header("ember-model-version");
+        stats.model = model_version(response.headers());
         stats.telemetry = take_telemetry(response.headers_mut());
         stats.input_sha256 = hex(&std::mem::take(&mut *digest.lock().unwrap()).finalize());
         stats.status = response.status().as_u16();

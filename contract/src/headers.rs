@@ -1,0 +1,26 @@
+//! Header names of the contract. Names under [`PRIVATE_PREFIX`] travel from the function to the
+//! host only: Ember's host strips them before a reply leaves.
+
+/// Request: the caller's identity, for sticky traffic splits.
+pub const CALLER_KEY: &str = "ember-caller-key";
+
+/// Reply: the model that answered (also on errors, once a model was resolved).
+pub const MODEL: &str = "ember-model";
+
+/// Reply: the model version that answered.
+pub const MODEL_VERSION: &str = "ember-model-version";
+
+/// Reply, host-set: the invocation's id in the usage ledger.
+pub const INVOCATION_ID: &str = "ember-invocation-id";
+
+/// Reply, host-set: the invocation's price, `<amount> <currency>`.
+pub const COST: &str = "ember-cost";
+
+/// Reply, host-set: the invocation's wall time in µs.
+pub const DURATION_US: &str = "ember-duration-us";
+
+/// Prefix of function→host headers that never reach a client.
+pub const PRIVATE_PREFIX: &str = "ember-x-";
+
+/// Reply, function→host: the prediction's [`Telemetry`](crate::Telemetry) record as JSON.
+pub const TELEMETRY: &str = "ember-x-telemetry";

@@ -1,0 +1,123 @@
+//! The function's route table: every path the function answers, the method it takes and the model
+//! and version it names. The function dispatches on it; the host reads it to learn which model a
+//! request named when the function could not say (a timeout).
+
+/// A model named by a path: `model` is `None` for `/predict` (the default model), `version` is
+/// `None` unless the path pins a version or alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelRef<'a> {
+    /// The model, or `None` for the default model.
+    pub model: Option<&'a str>,
+    /// The pinned version or alias.
+    pub version: Option<&'a str>,
+}
+
+/// One route of the function's HTTP contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `POST /predict`, `/models/{model}/predict`, `/models/{model}/versions/{version}/predict`.
+    Predict(ModelRef<'a>),
+    /// `GET /health`.
+    Health,
+    /// `GET /models`.
+    Models,
+    /// `GET /v2`: KServe v2 server metadata.
+    V2Server,
+    /// `GET /v2/health/live`, `/v2/health/ready`.
+    V2Health,
+    /// `GET /v2/models/{model}[/versions/{version}]`.
+    V2Metadata(ModelRef<'a>),
+    /// `GET /v2/models/{model}[/versions/{version}]/ready`.
+    V2Ready(ModelRef<'a>),
+    /// `POST /v2/models/{model}[/versions/{version}]/infer`.
+    V2Infer(ModelRef<'a>),
+}
+
+impl<'a> Route<'a> {
+    /// The route a path (query string allowed) names, or `None` when there is none.
+    pub fn parse(path: &'a str) -> Option<Self> {
+        let path = path.split('?').next().unwrap_or_default();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let named = |model| ModelRef {
+            model: Some(model),
+            version: None,
+        };
+        let pinned = |model, version| ModelRef {
+            model: Some(model),
+            version: Some(version),
+        };
+        Some(match segments.as_slice() {
+            ["predict"] => Route::Predict(ModelRef {
+                model: None,
+                version: None,
+            }),
+            ["models", model, "predict"] => Route::Predict(named(model)),
+            ["models", model, "versions", version, "predict"] => {
+                Route::Predict(pinned(model, version))
+            }
+            ["health"] => Route::Health,
+            ["models"] => Route::Models,
+            ["v2"] => Route::V2Server,
+            ["v2", "health", "live" | "ready"] => Route::V2Health,
+            ["v2", "models", model] => Route::V2Metadata(named(model)),
+            ["v2", "models", model, "versions", version] => {
+                Route::V2Metadata(pinned(model, version))
+            }
+            ["v2", "models", model, "ready"] => Route::V2Ready(named(model)),
+            ["v2", "models", model, "versions", version, "ready"] => {
+                Route::V2Ready(pinned(model, version))
+            }
+            ["v2", "models", model, "infer"] => Route::V2Infer(named(model)),
+            ["v2", "models", model, "versions", version, "infer"] => {
+                Route::V2Infer(pinned(model, version))
+            }
+            _ => return None,
+        })
+    }
+
+    /// The method the route takes.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Route::Predict(_) | Route::V2Infer(_) => "POST",
+            _ => "GET",
+        }
+    }
+}
+
+/// Whether a path (query string allowed) is under the KServe v2 protocol, whose error envelope and
+/// statuses differ from Ember's — also for paths that name no route.
+pub fn is_v2_path(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    path.trim_start_matches('/').split('/').next() == Some("v2")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_model_and_version() {
+        assert_eq!(
+            Route::parse("/predict?debug=1"),
+            Some(Route::Predict(ModelRef {
+                model: None,
+                version: None
+            }))
+        );
+        assert_eq!(
+            Route::parse("/models/digits/versions/canary/predict"),
+            Some(Route::Predict(ModelRef {
+                model: Some("digits"),
+                version: Some("canary")
+            }))
+        );
+        let infer = Route::parse("/v2/models/digits/infer").unwrap();
+        assert_eq!(infer.method(), "POST");
+        assert_eq!(Route::parse("/v2/health/ready"), Some(Route::V2Health));
+        assert_eq!(Route::parse("/health").map(|r| r.method()), Some("GET"));
+        for unknown in ["/", "/models/x", "/v2/health/dead", "/predict/more"] {
+            assert_eq!(Route::parse(unknown), None, "{unknown}");
+        }
+        assert!(is_v2_path("/v2/nothing") && is_v2_path("/v2?x") && !is_v2_path("/v20"));
+    }
+}

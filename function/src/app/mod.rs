@@ -1,0 +1,153 @@
+//! The function's HTTP contract, independent of any host: a request in, a JSON reply out. Each
+//! target supplies a [`Catalog`] of model specs and an [`Inference`] engine.
+//!
+//! By role: this module routes ([`ember_contract::Route`]) and answers the metadata and KServe v2
+//! routes; [`policy`] runs a prediction under the model's version policy (splits, fallback,
+//! shadow, default answer); [`predict`] is the sans-I/O pipeline every target shares; [`reply`]
+//! shapes what goes back.
+
+pub mod policy;
+pub mod predict;
+pub mod reply;
+
+use std::cell::Cell;
+
+use ember_contract::route::{is_v2_path, ModelRef};
+use ember_contract::{ApiError, Code, ModelVersion, Route};
+use serde_json::json;
+
+use crate::catalog::Catalog;
+use crate::routing::Pick;
+use crate::spec::ModelSpec;
+use crate::tensor::Tensor;
+use crate::v2;
+pub use reply::Response;
+
+/// Runs a model version's graph; the host (wasi-nn), an in-guest engine or the browser implement it.
+pub trait Inference {
+    /// Runs `spec`'s graph on checked inputs and returns its outputs.
+    fn infer(&self, spec: &ModelSpec, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError>;
+}
+
+/// An incoming request, as much of it as the contract reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// HTTP method, uppercase.
+    pub method: &'a str,
+    /// Path, possibly with a query string.
+    pub path: &'a str,
+    /// The `content-type` header, if any.
+    pub content_type: Option<&'a str>,
+    /// The whole body (at most [`predict::MAX_BODY_BYTES`]).
+    pub body: &'a [u8],
+    /// How a traffic split picks a version for this caller.
+    pub pick: Pick<'a>,
+}
+
+/// The function: routes requests to predictions, v2 inference, metadata and health.
+pub struct App<C, I> {
+    catalog: C,
+    inference: I,
+    default_model: String,
+    /// The model version the request resolved, for the attribution of error replies.
+    resolved: Cell<Option<ModelVersion>>,
+}
+
+impl<C: Catalog, I: Inference> App<C, I> {
+    /// A function over this catalog and engine; `/predict` serves `default_model`.
+    pub fn new(catalog: C, inference: I, default_model: impl Into<String>) -> Self {
+        Self {
+            catalog,
+            inference,
+            default_model: default_model.into(),
+            resolved: Cell::new(None),
+        }
+    }
+
+    /// Answers one request; every failure becomes a JSON error reply. Replies name the model
+    /// version they resolved, errors included, so hosts can attribute them.
+    pub fn handle(&self, request: &Request) -> Response {
+        let route = Route::parse(request.path);
+        match self.route(request, route) {
+            Ok(response) => response,
+            Err(error) => Response {
+                model: self.resolved.take(),
+                ..Response::error(&error, is_v2_path(request.path))
+            },
+        }
+    }
+
+    fn route(&self, request: &Request, route: Option<Route>) -> Result<Response, ApiError> {
+        let route = route.ok_or_else(|| ApiError::new(Code::NoRoute, "no such route"))?;
+        if request.method != route.method() {
+            return Err(ApiError::new(
+                Code::MethodNotAllowed,
+                format!(
+                    "{} is not allowed here; use {}",
+                    request.method,
+                    route.method()
+                ),
+            ));
+        }
+        match route {
+            Route::Predict(target) => {
+                let name = target.model.unwrap_or(&self.default_model);
+                self.predict(request, name, target.version)
+            }
+            Route::Health => Ok(Response::ok(
+                json!({ "status": "ok", "models": self.catalog.models() }),
+            )),
+            Route::Models => Ok(Response::ok(json!({ "models": self.catalog.models() }))),
+            Route::V2Server => Ok(Response::ok(v2::server_metadata())),
+            // The function is live and ready whenever it runs.
+            Route::V2Health => Ok(Response::ok(json!({}))),
+            Route::V2Metadata(target) => self.metadata(target),
+            Route::V2Ready(target) => {
+                self.spec(target)?;
+                Ok(Response::ok(json!({})))
+            }
+            Route::V2Infer(target) => self.infer(request, target),
+        }
+    }
+
+    /// Looks up the version a v2 route names and remembers it for the reply's attribution.
+    fn spec(&self, target: ModelRef) -> Result<ModelSpec, ApiError> {
+        let name = target.model.unwrap_or(&self.default_model);
+        let spec = self.catalog.spec(name, target.version, Pick::default())?;
+        self.remember(&spec);
+        Ok(spec)
+    }
+
+    /// The model version an error reply will be attributed to.
+    fn remember(&self, spec: &ModelSpec) {
+        self.resolved.set(Some(spec.model_version()));
+    }
+
+    fn metadata(&self, target: ModelRef) -> Result<Response, ApiError> {
+        let spec = self.spec(target)?;
+        let versions = self
+            .catalog
+            .models()
+            .into_iter()
+            .find(|m| m.name == spec.name)
+            .unwrap_or_else(|| crate::catalog::ModelVersions {
+                name: spec.name.clone(),
+                versions: vec![spec.version.clone()],
+                aliases: Default::default(),
+            });
+        Ok(Response::ok(v2::model_metadata(&spec, &versions)))
+    }
+
+    fn infer(&self, request: &Request, target: ModelRef) -> Result<Response, ApiError> {
+        let name = target.model.unwrap_or(&self.default_model);
+        let spec = self.catalog.spec(name, target.version, request.pick)?;
+        self.remember(&spec);
+        let body = predict::json_body(request.content_type, request.body)?;
+        let infer = v2::parse_infer(&spec, &body)?;
+        let outputs = self.inference.infer(&spec, infer.inputs.clone())?;
+        Ok(Response::from_model(
+            &spec,
+            v2::infer_response(&spec, &infer, &outputs),
+        ))
+    }
+}

@@ -1,0 +1,109 @@
+//! The prediction pipeline, sans I/O: a request body becomes the model's input tensor
+//! ([`prepare`]); the model's outputs become the reply ([`finish`]). Inference in between is the
+//! caller's — a host's wasi-nn, the embedded engine, or the browser's WebGPU and CPU backends —
+//! so every target validates, preprocesses and answers with this same code.
+
+use ember_contract::{ApiError, Code};
+use serde_json::Value;
+
+use crate::postprocess::{classify, Classification};
+use crate::spec::ModelSpec;
+use crate::tensor::Tensor;
+use crate::{tabular, vision};
+
+/// Largest request body the function accepts, in bytes.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// A request body checked against a model version's spec, ready for inference.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The model's input tensor.
+    pub input: Tensor,
+    /// What drift monitoring compares with the training baseline.
+    pub features: Vec<f64>,
+}
+
+/// Validates and preprocesses a `/predict` body for `spec`.
+pub fn prepare(spec: &ModelSpec, body: &Value) -> Result<Prepared, ApiError> {
+    let input = preprocess(spec, body)?;
+    let features = drift_features(spec, &input);
+    Ok(Prepared { input, features })
+}
+
+/// The classification the model's outputs make, checked against the spec.
+pub fn finish(spec: &ModelSpec, outputs: &[Tensor]) -> Result<Classification, ApiError> {
+    classify(spec, outputs)
+}
+
+/// Parses a request body as JSON; `Err` names the syntax error.
+pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            Code::MalformedJson,
+            format!("the body is not valid JSON: {e}"),
+        )
+        .with_field("$")
+    })
+}
+
+/// Checks the content type and size, then parses the body as JSON.
+pub fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
+    let media_type = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(|ct| ct.trim().to_ascii_lowercase());
+    if media_type.as_deref() != Some("application/json") {
+        return Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            format!(
+                "content-type must be application/json, got {}",
+                content_type.unwrap_or("none")
+            ),
+        )
+        .with_field("content-type"));
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    parse_json(body)
+}
+
+/// 413 for a body over [`MAX_BODY_BYTES`].
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        Code::BodyTooLarge,
+        format!("the body exceeds {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// The model's preprocessing: named features or an image into its input tensor.
+fn preprocess(spec: &ModelSpec, body: &Value) -> Result<Tensor, ApiError> {
+    match (&spec.tabular, &spec.vision) {
+        (Some(tabular), _) => tabular::to_tensor(tabular, body),
+        (_, Some(vision)) => vision::to_tensor(vision, body),
+        _ => Err(ApiError::new(
+            Code::ModelNotReady,
+            "model has no preprocessing",
+        )),
+    }
+}
+
+/// What drift monitoring compares with the training baseline: the tabular row itself, or an
+/// image's mean intensity in [0, 1] (undoing the normalization).
+fn drift_features(spec: &ModelSpec, input: &Tensor) -> Vec<f64> {
+    let values = input.data.to_f64();
+    match &spec.vision {
+        None => values,
+        Some(vision) => {
+            let plane = values.len() / vision.mean.len().max(1);
+            let sum: f64 = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let c = (i / plane.max(1)).min(vision.mean.len() - 1);
+                    v * vision.std[c] as f64 + vision.mean[c] as f64
+                })
+                .sum();
+            vec![sum / values.len().max(1) as f64]
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Replies: the status, JSON body and attribution every route answers with, and the shapes of a
+//! prediction — the same on every host and in the browser.
+
+use ember_contract::{ApiError, ModelVersion, Telemetry};
+use serde_json::{json, Value};
+
+use crate::postprocess::Classification;
+use crate::spec::ModelSpec;
+
+/// A reply: status, JSON body and the model version that answered (sent as the
+/// `ember-model` / `ember-model-version` headers, which hosts use to attribute usage).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: Value,
+    /// The model version that was resolved, if one was.
+    pub model: Option<ModelVersion>,
+    /// What the host records about a prediction (audit trail, drift, shadow), if one was made.
+    pub telemetry: Option<Telemetry>,
+}
+
+impl Response {
+    /// 200 with `body`, attributed to no model.
+    pub fn ok(body: Value) -> Self {
+        Self {
+            status: 200,
+            body,
+            model: None,
+            telemetry: None,
+        }
+    }
+
+    /// 200 with `body`, attributed to `spec`'s model version.
+    pub fn from_model(spec: &ModelSpec, body: Value) -> Self {
+        Self {
+            model: Some(spec.model_version()),
+            ..Self::ok(body)
+        }
+    }
+
+    /// The error reply on Ember's API (`v2: false`) or KServe v2's (`v2: true`).
+    pub fn error(error: &ApiError, v2: bool) -> Self {
+        let (status, body) = if v2 {
+            (error.code.v2_status(), error.to_v2_json())
+        } else {
+            (error.status(), error.to_json())
+        };
+        Self {
+            status,
+            body,
+            model: None,
+            telemetry: None,
+        }
+    }
+
+    /// The body as bytes.
+    pub fn body_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.body).unwrap_or_default()
+    }
+}
+
+/// The `/predict` reply for a classification: every host and backend (the browser too) answers
+/// with this shape.
+pub fn prediction_body(spec: &ModelSpec, result: &Classification) -> Value {
+    json!({
+        "model": spec.name,
+        "model_version": spec.version,
+        "prediction": result.prediction,
+        "label": result.label,
+        "confidence": result.confidence,
+        "probabilities": result.probabilities,
+        "labels": spec.labels,
+        "timestamp": crate::clock::now_rfc3339(),
+    })
+}
+
+/// A declared default answer as a reply: the answer's fields plus `model` and a `fallback` mark.
+pub fn fallback_answer(answer: &Value, model: &str, failed_version: &str, reason: &str) -> Value {
+    let mut body = match answer {
+        Value::Object(fields) => Value::Object(fields.clone()),
+        other => json!({ "prediction": other }),
+    };
+    body["model"] = json!(model);
+    body["fallback"] =
+        json!({ "from_version": failed_version, "reason": reason, "default_answer": true });
+    body
+}
