@@ -1,10 +1,10 @@
-//! `ember preinit`: pre-initializes the embedded function (wizer-style) so that no instance ever
-//! parses a model. The component's `wizer-initialize` export runs once, here, with the models
+//! Pre-initialization of the embedded function (wizer-style, run by `ember preinit` and by `ember
+//! up --variant embedded` when stale) so that no instance ever parses a model. The component's `wizer-initialize` export runs once, here, with the models
 //! directory mounted at `/models` as at serving time; it loads every model version into memory,
 //! and the snapshot of the instance's memories and globals becomes the component's initial state.
 //! Each instance then starts with ready tract plans: the cost moves from every request to the build.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use rand::rngs::StdRng;
@@ -24,32 +24,6 @@ const SEED: u64 = 0x0045_4d42_4552;
 
 /// Where `ember preinit` writes by default, and what spin.toml's `source` names.
 pub const DEFAULT_OUTPUT: &str = "target/wasm/ember-function-embedded.wasm";
-
-/// Options of `ember preinit`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct PreinitArgs {
-    /// The embedded function as built (tract inside, exporting `wizer-initialize`).
-    #[arg(long, default_value = env!("EMBER_EMBEDDED_WASM"))]
-    pub component: PathBuf,
-    /// Models directory loaded into the snapshot (mounted at `/models` during initialization).
-    #[arg(long, default_value = "models")]
-    pub models: PathBuf,
-    /// Where the pre-initialized component is written.
-    #[arg(long, default_value = DEFAULT_OUTPUT)]
-    pub out: PathBuf,
-}
-
-/// Runs `ember preinit`.
-pub fn run(args: PreinitArgs) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    write_preinitialized(&args.component, &args.models, &args.out)?;
-    tracing::info!(
-        out = %args.out.display(),
-        ms = started.elapsed().as_millis() as u64,
-        "pre-initialized"
-    );
-    Ok(())
-}
 
 /// Pre-initializes `component` with `models` and writes the result to `out` (atomically).
 pub fn write_preinitialized(component: &Path, models: &Path, out: &Path) -> anyhow::Result<()> {

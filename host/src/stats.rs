@@ -27,6 +27,11 @@ impl Samples {
         self.0.len()
     }
 
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The `q`-quantile (0..=1) in microseconds, nearest-rank.
     pub fn quantile_us(&self, q: f64) -> f64 {
         if self.0.is_empty() {

@@ -69,6 +69,24 @@ pub struct Ledger {
     path: PathBuf,
 }
 
+/// Where `ember up` writes the ledger and the commands that read it look for it.
+pub const DEFAULT_LEDGER: &str = ".ember/usage.db";
+
+/// The `--ledger` option of every command that writes or reads the ledger.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LedgerArg {
+    /// The usage ledger (SQLite).
+    #[arg(long = "ledger", default_value = DEFAULT_LEDGER)]
+    pub path: PathBuf,
+}
+
+impl LedgerArg {
+    /// Opens the ledger for reading (it must exist).
+    pub fn open_read_only(&self) -> anyhow::Result<Connection> {
+        open(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    }
+}
+
 /// Opens (creating and migrating if needed) the ledger database.
 pub fn open(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -1,36 +1,14 @@
-//! `ember usage`: counts, error rate, cost totals and latency / inference-time percentiles from
-//! the ledger, grouped by model, version, route, status or minute.
+//! The usage report `ember usage` prints: counts, error rate, cost totals and latency /
+//! inference-time percentiles of ledger records, grouped by model, version, route, status or minute.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use rusqlite::OpenFlags;
 use serde::Serialize;
 
-use super::{ledger, UsageRecord};
+use super::UsageRecord;
 use crate::stats::Samples;
-
-/// Options of `ember usage`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct UsageArgs {
-    /// The ledger database.
-    #[arg(long, default_value = ".ember/usage.db")]
-    pub ledger: PathBuf,
-    /// Start: RFC 3339 time, or a duration ago such as `15m`.
-    #[arg(long)]
-    pub since: Option<String>,
-    /// End (exclusive): RFC 3339 time, or a duration ago.
-    #[arg(long)]
-    pub until: Option<String>,
-    /// How to group invocations.
-    #[arg(long, value_enum, default_value_t = GroupBy::Model)]
-    pub by: GroupBy,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-}
 
 /// Grouping key.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,26 +193,6 @@ pub fn render(summaries: &[Summary], format: Format) -> anyhow::Result<String> {
             format!("{table}\n")
         }
     })
-}
-
-/// Runs `ember usage`.
-pub fn run(args: UsageArgs) -> anyhow::Result<()> {
-    let conn = ledger::open(&args.ledger, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let since = args
-        .since
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or(i64::MIN);
-    let until = args
-        .until
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or(i64::MAX);
-    let records = ledger::read(&conn, since, until)?;
-    print!("{}", render(&summarize(&records, args.by), args.format)?);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ use wasmtime_wasi_nn::{Graph, GraphRegistry, Registry};
 use super::metered::{InferenceMeter, MeteredGraph};
 use super::{GraphLoader, LoadedGraph};
 
+/// The models directory commands use unless told otherwise (the repository's bundled models).
+pub const DEFAULT_MODELS_DIR: &str = "models";
+
 /// Every servable model version, loaded lazily; versions added to the models directory while
 /// serving are found on first use.
 pub struct GraphStore {

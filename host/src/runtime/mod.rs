@@ -6,6 +6,7 @@ mod cache;
 mod cpu;
 mod engine;
 mod failure;
+mod invocation;
 mod state;
 
 use std::path::PathBuf;
@@ -29,12 +30,13 @@ use wasmtime_wasi_http::WasiHttpView as _;
 pub use self::cache::CacheOutcome;
 use self::cpu::CpuTimed;
 pub use self::failure::{error_response, json_response, Failure};
+use self::invocation::{hex, model_version, take_telemetry, ActiveGuard, BodyTap};
+pub use self::invocation::{Invocation, InvocationStats};
 pub use self::state::HostState;
 use self::state::MemoryLimiter;
-use crate::nn::metered::{InferenceMeter, InferenceTotals};
+use crate::nn::metered::InferenceMeter;
 use crate::nn::registry::{GraphStore, RequestGraphs};
 use ember_contract::names::GUEST_MODELS_DIR;
-use ember_contract::{headers as contract_headers, Code, ModelVersion, Telemetry};
 
 /// Fuel an invocation starts with: far beyond any request; the deadline is the real limit.
 const FUEL_BUDGET: u64 = u64::MAX / 2;
@@ -61,107 +63,6 @@ pub struct RuntimeConfig {
     pub env: Vec<(String, String)>,
     /// Count guest fuel (deterministic instruction counts) for metering.
     pub fuel: bool,
-}
-
-/// What one invocation measured.
-#[derive(Debug, Clone, Default)]
-pub struct InvocationStats {
-    /// HTTP status answered.
-    pub status: u16,
-    /// Host failure, when the host answered instead of the function.
-    pub failure: Option<Code>,
-    /// The model version the function resolved (from its `ember-model` / `ember-model-version`
-    /// headers).
-    pub model: Option<ModelVersion>,
-    /// Wall time from arrival to a complete reply, µs.
-    pub wall_us: u64,
-    /// CPU time spent running the instance (guest and its host calls), µs.
-    pub cpu_us: u64,
-    /// Guest fuel consumed: wasm instructions, deterministic for the same request.
-    pub fuel: u64,
-    /// Backend inference time and MACs.
-    pub inference: InferenceTotals,
-    /// Largest linear memory the instance reached, bytes.
-    pub peak_memory_bytes: u64,
-    /// Request body bytes.
-    pub bytes_in: u64,
-    /// Response body bytes.
-    pub bytes_out: u64,
-    /// SHA-256 of the request body, hex.
-    pub input_sha256: String,
-    /// The prediction's record, from the function's private telemetry header (stripped from the
-    /// reply).
-    pub telemetry: Option<Telemetry>,
-}
-
-/// A complete reply and its measurements.
-pub struct Invocation {
-    /// Status, headers and the buffered body.
-    pub response: hyper::Response<Bytes>,
-    /// What it cost.
-    pub stats: InvocationStats,
-}
-
-/// Counts an invocation as active until dropped — also when a client hangs up and hyper drops
-/// the invocation's future midway.
-struct ActiveGuard<'a>(&'a AtomicU64);
-
-impl<'a> ActiveGuard<'a> {
-    fn enter(counter: &'a AtomicU64) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter)
-    }
-}
-
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Watches the request body stream by: counts its bytes and digests it.
-struct BodyTap {
-    bytes: Arc<AtomicU64>,
-    digest: Arc<Mutex<Sha256>>,
-}
-
-impl BodyTap {
-    fn observe(&self, data: &[u8]) {
-        self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.digest.lock().unwrap().update(data);
-    }
-}
-
-/// Removes the function's private headers (host telemetry, never for clients) and returns the
-/// telemetry record among them.
-fn take_telemetry(headers: &mut hyper::HeaderMap) -> Option<Telemetry> {
-    let record = headers
-        .get(contract_headers::TELEMETRY)
-        .and_then(|v| v.to_str().ok())
-        .and_then(Telemetry::from_header);
-    let private: Vec<_> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with(contract_headers::PRIVATE_PREFIX))
-        .cloned()
-        .collect();
-    for name in private {
-        headers.remove(name);
-    }
-    record
-}
-
-/// The model version a reply's headers name.
-fn model_version(headers: &hyper::HeaderMap) -> Option<ModelVersion> {
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    Some(ModelVersion::new(
-        header(contract_headers::MODEL)?,
-        header(contract_headers::MODEL_VERSION)?,
-    ))
-}
-
-/// Lowercase hex of a digest.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the guest's task reports when it ends.

@@ -14,10 +14,10 @@ use ember_function::catalog::DirCatalog;
 
 use crate::drift::DriftMonitor;
 use crate::manifest::{Manifest, Route, DEFAULT_MANIFEST};
-use crate::metering::ledger::Ledger;
+use crate::metering::ledger::{Ledger, LedgerArg};
 use crate::metering::metrics::Metrics;
 use crate::metering::prices::PriceTable;
-use crate::nn::registry::GraphStore;
+use crate::nn::registry::{GraphStore, DEFAULT_MODELS_DIR};
 use crate::nn::tract::TractBackend;
 use crate::preinit;
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -64,9 +64,9 @@ pub struct UpArgs {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// The usage ledger (SQLite).
-    #[arg(long, default_value = ".ember/usage.db")]
-    pub ledger: PathBuf,
+    /// The usage ledger.
+    #[command(flatten)]
+    pub ledger: LedgerArg,
     /// Price table (TOML); the built-in one is in README ("Metering").
     #[arg(long)]
     pub prices: Option<PathBuf>,
@@ -128,7 +128,7 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
         ledger: (!args.no_metering)
-            .then(|| Ledger::open(&args.ledger))
+            .then(|| Ledger::open(&args.ledger.path))
             .transpose()?,
         prices: args
             .prices
@@ -213,7 +213,7 @@ impl ServedFunction {
             .models
             .clone()
             .or_else(|| manifest_models.clone())
-            .unwrap_or_else(|| PathBuf::from("models"));
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_MODELS_DIR));
         let mut sites = manifest
             .as_ref()
             .map(Manifest::static_sites)

@@ -18,6 +18,7 @@ use wasmtime_wasi_nn::backend::NamedTensor;
 
 use self::client::Probe;
 use crate::nn::reference_tensor;
+use crate::nn::registry::DEFAULT_MODELS_DIR;
 use crate::nn::tract::run_named;
 use crate::stats::Samples;
 use ember_contract::reference::{Case, Reference};
@@ -36,7 +37,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     pub cold_runs: usize,
     /// Models directory.
-    #[arg(long, default_value = "models")]
+    #[arg(long, default_value = DEFAULT_MODELS_DIR)]
     pub models: PathBuf,
     /// Compiled-component cache used by the servers the bench starts.
     #[arg(long, default_value = ".ember/cache")]

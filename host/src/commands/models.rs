@@ -8,17 +8,18 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use ember_function::catalog::{Catalog, DirCatalog};
 use ember_function::routing::{Routing, Weighted};
-use rusqlite::OpenFlags;
 
 use crate::drift::{assess, Baseline, DriftReport, MIN_WINDOW};
-use crate::metering::ledger;
+use crate::metering::ledger::{self, LedgerArg};
+use crate::nn::registry::DEFAULT_MODELS_DIR;
 
 /// Options of `ember models`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelsArgs {
     /// Models directory.
-    #[arg(long, default_value = "models", global = true)]
+    #[arg(long, default_value = DEFAULT_MODELS_DIR, global = true)]
     pub models: PathBuf,
+    /// What to do.
     #[command(subcommand)]
     pub command: ModelsCommand,
 }
@@ -75,9 +76,9 @@ pub enum ModelsCommand {
     Agreement {
         /// Model name.
         name: String,
-        /// The ledger database.
-        #[arg(long, default_value = ".ember/usage.db")]
-        ledger: PathBuf,
+        /// The usage ledger.
+        #[command(flatten)]
+        ledger: LedgerArg,
     },
     /// PSI and KS of recent inputs and predictions against the training baseline.
     Drift {
@@ -92,9 +93,9 @@ pub enum ModelsCommand {
         /// PSI above which drift is flagged.
         #[arg(long, default_value_t = crate::drift::PSI_THRESHOLD)]
         threshold: f64,
-        /// The ledger database.
-        #[arg(long, default_value = ".ember/usage.db")]
-        ledger: PathBuf,
+        /// The usage ledger.
+        #[command(flatten)]
+        ledger: LedgerArg,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -185,7 +186,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             );
         }
         ModelsCommand::Agreement { name, ledger } => {
-            let conn = ledger::open(&ledger, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let conn = ledger.open_read_only()?;
             let mut stmt = conn.prepare(
                 "SELECT model_version, shadow_version, COUNT(*), SUM(shadow_agrees) FROM decisions
                  WHERE model = ?1 AND shadow_agrees IS NOT NULL
@@ -230,7 +231,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 }
             };
             let baseline = Baseline::load(catalog.root(), &name, &version)?;
-            let conn = ledger::open(&ledger, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let conn = ledger.open_read_only()?;
             let rows: Vec<_> = ledger::recent_decisions(&conn, &name, &version, window)?
                 .into_iter()
                 .filter_map(|r| r.decision)

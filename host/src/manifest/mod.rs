@@ -10,12 +10,15 @@
 //! Components whose source is Spin's static file server ([`STATIC_FILESERVER`], e.g. the browser
 //! demo) are not run: Ember serves their `files` itself ([`StaticSite`]).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context as _};
-use serde::Deserialize;
 
+mod route;
+mod schema;
+
+pub use self::route::Route;
+pub use self::schema::{Application, Build, Component, EmberTool, Manifest, Variable};
 use crate::static_files::StaticSite;
 
 /// The manifest file Ember looks for by default.
@@ -24,145 +27,6 @@ pub const DEFAULT_MANIFEST: &str = "spin.toml";
 /// File name of Spin's static file server (spinframework/spin-fileserver): a component with a
 /// `source = { url = ".../spin_static_fs.wasm", digest }` only serves its `files`.
 pub const STATIC_FILESERVER: &str = "spin_static_fs.wasm";
-
-/// A parsed and checked `spin.toml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    /// Always 2.
-    pub spin_manifest_version: u32,
-    /// `[application]`.
-    pub application: Application,
-    /// `[variables]`: application variables, by `lower_snake_case` name.
-    #[serde(default)]
-    pub variables: BTreeMap<String, Variable>,
-    /// `[[trigger.<type>]]` entries by trigger type.
-    #[serde(default)]
-    pub trigger: BTreeMap<String, Vec<toml::Table>>,
-    /// `[component.<id>]` by kebab-case id.
-    #[serde(default)]
-    pub component: BTreeMap<String, Component>,
-    /// Where the manifest was read from (paths in it are relative to this directory).
-    #[serde(skip)]
-    pub dir: PathBuf,
-}
-
-/// `[application]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Application {
-    /// Application name.
-    pub name: String,
-    /// Semver version.
-    #[serde(default)]
-    pub version: String,
-    /// Human-readable description.
-    #[serde(default)]
-    pub description: String,
-    /// Authors.
-    #[serde(default)]
-    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
-    pub authors: Vec<String>,
-    /// Target environments (`spin-up:3.2`, …).
-    #[serde(default)]
-    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
-    pub targets: Vec<toml::Value>,
-    /// Application-level trigger settings.
-    #[serde(default)]
-    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
-    pub trigger: BTreeMap<String, toml::Table>,
-    /// Settings for tools; Spin ignores them.
-    #[serde(default)]
-    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
-    pub tool: BTreeMap<String, toml::Table>,
-}
-
-/// An application variable.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Variable {
-    /// Value when none is provided.
-    pub default: Option<String>,
-    /// Must be provided (no default).
-    #[serde(default)]
-    pub required: bool,
-    /// Not to be logged.
-    #[serde(default)]
-    pub secret: bool,
-}
-
-/// `[component.<id>]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Component {
-    /// The `.wasm` file (Ember runs local files only).
-    pub source: toml::Value,
-    /// Human-readable description.
-    #[serde(default)]
-    pub description: String,
-    /// Component variables, values may use `{{ app_variable }}`.
-    #[serde(default)]
-    pub variables: BTreeMap<String, String>,
-    /// Environment variables the guest sees.
-    #[serde(default)]
-    pub environment: BTreeMap<String, String>,
-    /// Files mounted for the guest: a glob, or `{ source, destination }`.
-    #[serde(default)]
-    pub files: Vec<toml::Value>,
-    /// Files excluded from `files`.
-    #[serde(default)]
-    pub exclude_files: Vec<String>,
-    /// Deprecated form of `allowed_outbound_hosts`.
-    #[serde(default)]
-    pub allowed_http_hosts: Vec<String>,
-    /// Network destinations the component may reach.
-    #[serde(default)]
-    pub allowed_outbound_hosts: Vec<String>,
-    /// Key-value stores (Spin API).
-    #[serde(default)]
-    pub key_value_stores: Vec<String>,
-    /// SQLite databases (Spin API).
-    #[serde(default)]
-    pub sqlite_databases: Vec<String>,
-    /// Serverless AI models (Spin API).
-    #[serde(default)]
-    pub ai_models: Vec<String>,
-    /// `[component.<id>.build]`.
-    pub build: Option<Build>,
-    /// Tool settings; Ember reads `tool.ember`.
-    #[serde(default)]
-    pub tool: BTreeMap<String, toml::Table>,
-    /// Whether dependencies share the component's permissions.
-    #[serde(default)]
-    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
-    pub dependencies_inherit_configuration: bool,
-    /// Component dependencies.
-    #[serde(default)]
-    pub dependencies: toml::Table,
-}
-
-/// `[component.<id>.build]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Build {
-    /// Command (or commands) that produce `source`.
-    pub command: toml::Value,
-    /// Working directory, relative to the manifest.
-    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
-    pub workdir: Option<String>,
-    /// Globs `spin watch` rebuilds on.
-    #[serde(default)]
-    #[allow(dead_code, reason = "checked against Spin's schema; Spin-only")]
-    pub watch: Vec<String>,
-}
-
-/// Ember's settings for a component (`[component.<id>.tool.ember]`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmberTool {
-    /// The variant that infers through the host's wasi:nn (Ember's default where it exists).
-    pub wasi_nn_source: Option<String>,
-}
 
 /// What Ember serves from a manifest: one HTTP component.
 #[derive(Debug, Clone)]
@@ -179,61 +43,6 @@ pub struct HttpFunction {
     pub env: Vec<(String, String)>,
     /// HTTP routes to it.
     pub routes: Vec<Route>,
-}
-
-/// A Spin HTTP route: exact (`/predict`) or prefix wildcard (`/api/...`, `/...`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// Matches one path.
-    Exact(String),
-    /// Matches a path and everything below it.
-    Prefix(String),
-}
-
-impl std::fmt::Display for Route {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Route::Exact(path) => write!(f, "{path}"),
-            Route::Prefix(prefix) => write!(f, "{prefix}/..."),
-        }
-    }
-}
-
-impl Route {
-    /// Parses Spin's route syntax.
-    pub fn parse(route: &str) -> anyhow::Result<Self> {
-        ensure!(
-            route.starts_with('/'),
-            "route '{route}' must start with '/'"
-        );
-        Ok(match route.strip_suffix("/...") {
-            Some(prefix) => Route::Prefix(prefix.to_string()),
-            None => Route::Exact(route.trim_end_matches('/').to_string()),
-        })
-    }
-
-    /// How specific the route is, for choosing among routes that match one path as Spin does:
-    /// exact routes before wildcards, longer prefixes before shorter ones.
-    pub fn specificity(&self) -> (bool, usize) {
-        match self {
-            Route::Exact(path) => (true, path.len()),
-            Route::Prefix(prefix) => (false, prefix.len()),
-        }
-    }
-
-    /// Whether `path` (without query) is routed here.
-    pub fn matches(&self, path: &str) -> bool {
-        let path = path.trim_end_matches('/');
-        match self {
-            Route::Exact(exact) => path == exact,
-            Route::Prefix(prefix) => {
-                path == prefix
-                    || path
-                        .strip_prefix(prefix.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))
-            }
-        }
-    }
 }
 
 impl Manifest {
@@ -446,7 +255,8 @@ impl Manifest {
     }
 
     /// Whether the guest environment variable `key` carries a secret application variable.
-    fn is_secret(&self, component: &Component, key: &str) -> bool {
+    /// Whether `key` of `component`'s environment comes from a secret variable (never printed).
+    pub fn is_secret(&self, component: &Component, key: &str) -> bool {
         component.variables.iter().any(|(name, template)| {
             name.eq_ignore_ascii_case(key)
                 && template_references(template)
@@ -566,82 +376,9 @@ fn is_snake(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Options of `ember manifest`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ManifestArgs {
-    /// The manifest to check.
-    #[arg(long, default_value = DEFAULT_MANIFEST)]
-    pub manifest: PathBuf,
-}
-
-/// `ember manifest`: checks a manifest against Spin's rules and Ember's, prints what Ember would
-/// serve (JSON) and fails if a file it references is missing (run after the build).
-pub fn run(args: ManifestArgs) -> anyhow::Result<()> {
-    let manifest = Manifest::load(&args.manifest)?;
-    let function = manifest.http_function()?;
-    let files: Vec<(PathBuf, bool)> = manifest
-        .referenced_files()?
-        .into_iter()
-        .map(|path| {
-            let exists = path.exists();
-            (path, exists)
-        })
-        .collect();
-    let component = &manifest.component[&function.id];
-    let report = serde_json::json!({
-        "application": {
-            "name": manifest.application.name,
-            "version": manifest.application.version,
-            "description": manifest.application.description,
-        },
-        "component": function.id,
-        "description": component.description,
-        "build": component.build.as_ref().map(|b| b.command.clone()),
-        "source": function.source,
-        "wasi_nn_source": function.wasi_nn_source,
-        "models": function.models,
-        "routes": function.routes.iter().map(Route::to_string).collect::<Vec<_>>(),
-        "environment": function
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), if manifest.is_secret(component, k) { "<secret>".to_string() } else { v.clone() }))
-            .collect::<BTreeMap<_, _>>(),
-        "files": files.iter().map(|(path, exists)| serde_json::json!({"path": path, "exists": exists})).collect::<Vec<_>>(),
-        "static_sites": manifest.static_sites()?.iter().map(|site| serde_json::json!({
-            "component": site.id,
-            "route": site.route.to_string(),
-            "mounts": site.mounts.iter().map(|(dir, destination)| serde_json::json!({"source": dir, "destination": destination})).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    let missing: Vec<String> = files
-        .iter()
-        .filter(|(_, exists)| !exists)
-        .map(|(path, _)| path.display().to_string())
-        .collect();
-    ensure!(
-        missing.is_empty(),
-        "missing (build first: `spin build` or `cargo run --release --bin ember -- preinit`): {}",
-        missing.join(", ")
-    );
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_follow_spin_wildcards() {
-        let all = Route::parse("/...").unwrap();
-        assert!(all.matches("/predict") && all.matches("/"));
-        let api = Route::parse("/api/...").unwrap();
-        assert!(api.matches("/api") && api.matches("/api/predict"));
-        assert!(!api.matches("/apiary") && !api.matches("/predict"));
-        let exact = Route::parse("/predict").unwrap();
-        assert!(exact.matches("/predict") && !exact.matches("/predict/x"));
-        assert!(Route::parse("predict").is_err());
-    }
 
     #[test]
     fn the_repository_manifest_parses_and_routes_everything_to_the_function() {

@@ -1,0 +1,45 @@
+//! `ember usage`: the usage report of the ledger's records (see [`crate::metering::usage`]).
+
+use crate::metering::ledger::{self, LedgerArg};
+
+use crate::metering::usage::{parse_time, render, summarize, Format, GroupBy};
+
+/// Options of `ember usage`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct UsageArgs {
+    /// The usage ledger.
+    #[command(flatten)]
+    pub ledger: LedgerArg,
+    /// Start: RFC 3339 time, or a duration ago such as `15m`.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End (exclusive): RFC 3339 time, or a duration ago.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// How to group invocations.
+    #[arg(long, value_enum, default_value_t = GroupBy::Model)]
+    pub by: GroupBy,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Runs `ember usage`.
+pub fn run(args: UsageArgs) -> anyhow::Result<()> {
+    let conn = args.ledger.open_read_only()?;
+    let since = args
+        .since
+        .as_deref()
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or(i64::MIN);
+    let until = args
+        .until
+        .as_deref()
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or(i64::MAX);
+    let records = ledger::read(&conn, since, until)?;
+    print!("{}", render(&summarize(&records, args.by), args.format)?);
+    Ok(())
+}
