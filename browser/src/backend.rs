@@ -1,6 +1,6 @@
 //! Choosing a backend: what the caller asked for, and the load-time self-check that keeps a
 //! WebGPU graph wonnx computes wrongly from answering (wonnx reports success while its Softmax
-//! returns zeros in Chromium, STACK.md; before `wonnx_graph` padded it, credit-risk's 7-wide
+//! returns zeros in Chromium, docs/stack.md; before `wonnx_graph` padded it, credit-risk's 7-wide
 //! MatMul counted only 4 features), by comparing it with tract on synthetic probes and the
 //! version's reference cases.
 

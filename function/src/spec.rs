@@ -1,4 +1,4 @@
-//! `model.toml`: the single source of truth for a model version (see DESIGN.md), and its
+//! `model.toml`: the single source of truth for a model version (see docs/architecture.md), and its
 //! `model.json` twin without the drift baseline, which the function parses on every request
 //! (a fresh instance per request; JSON parses about six times faster than TOML).
 

@@ -1,6 +1,6 @@
 """tests/fixtures/softmax-opset{15,17}: digits v1 ending in Softmax, for the browser tests.
 
-Ember's models end without Softmax because wonnx can't run it in Chromium (STACK.md). These
+Ember's models end without Softmax because wonnx can't run it in Chromium (docs/stack.md). These
 fixtures keep one on purpose, once for each way wonnx fails, which the browser package must
 catch at load and answer on the CPU instead (tract's answer equals the server's for digits v1):
 - opset 15: wonnx compiles the Softmax, Chromium rejects its shader, and the run silently
