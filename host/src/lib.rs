@@ -4,10 +4,11 @@
 //! - [`runtime`]: the wasmtime engine, the component cache and one invocation's sandbox (deadline,
 //!   memory cap, fuel, CPU time);
 //! - [`nn`]: `wasi:nn` for guests — the model backends, the graph store and inference metering;
-//! - [`metering`]: usage records, prices, the durable ledger, Prometheus metrics, usage reports;
-//! - [`drift`]: live and ledger-based drift against the training baseline;
-//! - [`server`]: the HTTP front (host endpoints, static sites, routing to the function);
-//! - [`manifest`]: `spin.toml` as Ember reads it; [`static_files`]: its static file servers;
+//! - [`metering`]: usage records, prices, the durable ledger, Prometheus metrics, usage reports
+//!   and drift against the training baseline;
+//! - [`front`]: the HTTP front (host endpoints, the manifest's routes and static sites, the
+//!   function);
+//! - [`manifest`]: `spin.toml` as Ember reads it;
 //! - [`preinit`]: pre-initializing the embedded function with its models.
 //!
 //! [`commands`] holds one file per CLI command over these; `main.rs` only parses and dispatches.
@@ -18,12 +19,10 @@
 
 pub mod atomic_file;
 pub mod commands;
-pub mod drift;
+pub mod front;
 pub mod manifest;
 pub mod metering;
 pub mod nn;
 pub mod preinit;
 pub mod runtime;
-pub mod server;
-pub mod static_files;
 pub mod stats;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use ember_function::catalog::{Catalog, DirCatalog};
 use ember_function::routing::{Routing, Weighted};
 
-use crate::drift::{assess, Baseline, DriftReport, MIN_WINDOW};
+use crate::metering::drift::{assess, Baseline, DriftReport, MIN_WINDOW};
 use crate::metering::ledger::{self, LedgerArg};
 use crate::nn::registry::DEFAULT_MODELS_DIR;
 
@@ -88,10 +88,10 @@ pub enum ModelsCommand {
         #[arg(long)]
         version: Option<String>,
         /// Most recent decisions to assess.
-        #[arg(long, default_value_t = crate::drift::WINDOW)]
+        #[arg(long, default_value_t = crate::metering::drift::WINDOW)]
         window: usize,
         /// PSI above which drift is flagged.
-        #[arg(long, default_value_t = crate::drift::PSI_THRESHOLD)]
+        #[arg(long, default_value_t = crate::metering::drift::PSI_THRESHOLD)]
         threshold: f64,
         /// The usage ledger.
         #[command(flatten)]

@@ -4,7 +4,6 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,17 +11,19 @@ use anyhow::Context as _;
 use ember_contract::names::{DEFAULT_MODEL, DEFAULT_MODEL_ENV};
 use ember_function::catalog::DirCatalog;
 
-use crate::drift::DriftMonitor;
+use crate::front::router::Router;
+use crate::front::static_files::StaticSite;
+use crate::front::{Front, IdleClock};
 use crate::manifest::{Manifest, Route, DEFAULT_MANIFEST};
+use crate::metering::drift::DriftMonitor;
 use crate::metering::ledger::{Ledger, LedgerArg};
+use crate::metering::meter::Meter;
 use crate::metering::metrics::Metrics;
 use crate::metering::prices::PriceTable;
 use crate::nn::registry::{GraphStore, DEFAULT_MODELS_DIR};
 use crate::nn::tract::TractBackend;
 use crate::preinit;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::server::Host;
-use crate::static_files::StaticSite;
 
 /// Options of `ember up`.
 #[derive(clap::Args, Debug, Clone)]
@@ -120,30 +121,31 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         fuel: !args.no_metering,
     };
     let runtime = Runtime::new(config, graphs.clone())?;
-    let host = Arc::new(Host {
+    let front = Arc::new(Front {
         runtime,
-        function: function
-            .component
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        ledger: (!args.no_metering)
-            .then(|| Ledger::open(&args.ledger.path))
-            .transpose()?,
-        prices: args
-            .prices
-            .as_deref()
-            .map(PriceTable::load)
-            .transpose()?
-            .unwrap_or_default(),
-        metrics: Metrics::default(),
-        drift: DriftMonitor::new(&function.models),
+        meter: Meter {
+            function: function
+                .component
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            ledger: (!args.no_metering)
+                .then(|| Ledger::open(&args.ledger.path))
+                .transpose()?,
+            prices: args
+                .prices
+                .as_deref()
+                .map(PriceTable::load)
+                .transpose()?
+                .unwrap_or_default(),
+            metrics: Metrics::default(),
+            drift: DriftMonitor::new(&function.models),
+        },
         catalog: DirCatalog::new(&function.models),
         default_model: function.default_model.clone(),
-        routes: function.routes.clone(),
+        router: Router::new(&function.routes, function.sites.iter().map(|s| &s.route))?,
         sites: function.sites.clone(),
-        last_request_ms: AtomicU64::new(0),
-        epoch: Instant::now(),
+        idle: IdleClock::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -153,7 +155,7 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         graphs = ?graphs.names(),
         component = %function.component.display(),
         variant = ?args.variant,
-        compiled = ?host.runtime.cache,
+        compiled = ?front.runtime.cache,
         metering = !args.no_metering,
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         "ready"
@@ -163,9 +165,9 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
     std::io::stdout().flush()?;
     let idle_unload = Duration::from_secs_f64(args.idle_unload);
     let result = tokio::select! {
-        result = crate::server::serve(listener, host.clone()) => result,
+        result = crate::front::serve(listener, front.clone()) => result,
         _ = unload_idle_graphs(&graphs, idle_unload) => Ok(()),
-        _ = idle_exit(&host, args.idle_exit) => {
+        _ = idle_exit(&front, args.idle_exit) => {
             tracing::info!("idle: exiting (scale to zero)");
             Ok(())
         }
@@ -174,8 +176,8 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
             Ok(())
         }
     };
-    // Dropping the host flushes the ledger's queued records.
-    drop(host);
+    // Dropping the front flushes the ledger's queued records.
+    drop(front);
     result
 }
 
@@ -292,14 +294,14 @@ async fn unload_idle_graphs(graphs: &GraphStore, idle: Duration) {
 }
 
 /// Resolves once no request has arrived for `seconds` and none is running; never without a limit.
-async fn idle_exit(host: &Host, seconds: Option<f64>) {
+async fn idle_exit(front: &Front, seconds: Option<f64>) {
     let Some(seconds) = seconds else {
         return std::future::pending().await;
     };
     let limit_ms = (seconds * 1e3) as u64;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if host.idle_ms() >= limit_ms && host.runtime.active() == 0 {
+        if front.idle.idle_ms() >= limit_ms && front.runtime.active() == 0 {
             return;
         }
     }

@@ -19,7 +19,7 @@ mod schema;
 
 pub use self::route::Route;
 pub use self::schema::{Application, Build, Component, EmberTool, Manifest, Variable};
-use crate::static_files::StaticSite;
+use crate::front::static_files::StaticSite;
 
 /// The manifest file Ember looks for by default.
 pub const DEFAULT_MANIFEST: &str = "spin.toml";

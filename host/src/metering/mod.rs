@@ -1,8 +1,10 @@
-//! Metering: every invocation becomes one [`UsageRecord`], priced by a [`PriceTable`], written to
-//! the durable [`ledger`] (a reply waits for its record's commit) and counted in Prometheus
-//! [`metrics`].
+//! Metering: every invocation becomes one [`UsageRecord`], priced by a [`prices::PriceTable`],
+//! written to the durable [`ledger`] (a reply waits for its record's commit), counted in Prometheus
+//! [`metrics`] and watched for [`drift`]; the [`meter::Meter`] does all of it for one invocation.
 
+pub mod drift;
 pub mod ledger;
+pub mod meter;
 pub mod metrics;
 pub mod prices;
 pub mod usage;

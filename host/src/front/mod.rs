@@ -1,0 +1,226 @@
+//! The HTTP front: accepts connections (HTTP/1.1, keep-alive), serves the host's own endpoints
+//! under the reserved `/-/` prefix and the manifest's static sites, and runs everything else the
+//! manifest routes to the function, metering each invocation before its reply leaves.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ember_contract::telemetry::Fallback;
+use ember_contract::{ApiError, Code, ModelVersion, Route as FunctionRoute, Telemetry};
+use ember_function::app::reply::fallback_answer;
+use ember_function::catalog::{Catalog as _, DirCatalog};
+use ember_function::routing::Pick;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use self::router::{Router, Target};
+use self::static_files::StaticSite;
+use crate::metering::meter::{Arrival, Meter};
+use crate::runtime::{error_response, json_response, Invocation, Runtime};
+
+pub mod router;
+pub mod static_files;
+
+/// The prefix of host endpoints; function routes never start with it.
+pub const HOST_PREFIX: &str = "/-/";
+
+/// What the front serves: the function (its runtime, routes and models) and the static sites.
+pub struct Front {
+    /// The function runtime.
+    pub runtime: Runtime,
+    /// Metering of every invocation.
+    pub meter: Meter,
+    /// The models directory, for routing (declared default answers on timeouts).
+    pub catalog: DirCatalog,
+    /// The model `POST /predict` serves.
+    pub default_model: String,
+    /// Which paths go to the function and which to a static site (spin.toml's HTTP routes);
+    /// others get 404 from the host.
+    pub router: Router,
+    /// The manifest's static file servers (the browser demo), served by the host.
+    pub sites: Vec<StaticSite>,
+    /// When requests last arrived, for idle exit.
+    pub idle: IdleClock,
+}
+
+/// Time since the last request arrived (or since start).
+#[derive(Debug)]
+pub struct IdleClock {
+    epoch: Instant,
+    last_request_ms: AtomicU64,
+}
+
+impl Default for IdleClock {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_request_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl IdleClock {
+    /// Notes a request's arrival.
+    pub fn touch(&self) {
+        self.last_request_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the last arrival.
+    pub fn idle_ms(&self) -> u64 {
+        (self.epoch.elapsed().as_millis() as u64)
+            .saturating_sub(self.last_request_ms.load(Ordering::Relaxed))
+    }
+}
+
+impl Front {
+    async fn handle(&self, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+        self.idle.touch();
+        let path = request.uri().path().to_string();
+        let response = if let Some(endpoint) = path.strip_prefix(HOST_PREFIX) {
+            self.host_endpoint(endpoint)
+        } else {
+            match self.router.route(&path) {
+                Some(Target::Function) => self.invoke(request, &path).await,
+                Some(Target::Site(site)) => self.sites[site].serve(request.method(), &path).await,
+                None => error_response(&ApiError::new(
+                    Code::NoRoute,
+                    format!("no route for '{path}'"),
+                )),
+            }
+        };
+        response.map(Full::new)
+    }
+
+    fn host_endpoint(&self, endpoint: &str) -> hyper::Response<Bytes> {
+        let graphs = self.runtime.graphs();
+        match endpoint {
+            "metrics" => hyper::Response::builder()
+                .header(
+                    hyper::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+                .body(Bytes::from(
+                    self.meter
+                        .render_metrics(graphs.loaded_count(), self.runtime.active()),
+                ))
+                .expect("static response parts are valid"),
+            "health" => json_response(
+                200,
+                serde_json::json!({
+                    "status": "ok",
+                    "graphs": graphs.names(),
+                    "graphs_loaded": graphs.loaded_count(),
+                    "ledger": self.meter.ledger_path(),
+                }),
+            ),
+            _ => error_response(&ApiError::new(Code::NoRoute, "no such host endpoint")),
+        }
+    }
+
+    /// Runs the function on `request` and meters it; the reply leaves once its record is durable.
+    async fn invoke(
+        &self,
+        request: hyper::Request<Incoming>,
+        route: &str,
+    ) -> hyper::Response<Bytes> {
+        let started_at_us = Arrival::now_us();
+        let method = request.method().to_string();
+        let mut invocation = self.runtime.invoke(request).await;
+        if invocation.stats.failure == Some(Code::DeadlineExceeded) {
+            self.answer_by_default(route, &mut invocation);
+        }
+        let arrival = Arrival {
+            started_at_us,
+            method: &method,
+            route,
+        };
+        if let Err(error) = self.meter.record(arrival, &mut invocation).await {
+            // Nothing billed is lost: a reply without a durable record is not sent.
+            tracing::error!(error = ?error, "refusing the reply");
+            return error_response(&ApiError::new(
+                Code::MeteringUnavailable,
+                "the usage ledger is unavailable; retry",
+            ));
+        }
+        invocation.response
+    }
+
+    /// Replaces a timed-out prediction with the model's declared default answer, if it has one,
+    /// attributed to the version the request pinned (else the stable version).
+    fn answer_by_default(&self, route: &str, invocation: &mut Invocation) {
+        let Some(FunctionRoute::Predict(target)) = FunctionRoute::parse(route) else {
+            return;
+        };
+        let model = target.model.unwrap_or(&self.default_model);
+        let routing = self.catalog.routing(model);
+        let Some(answer) = &routing.default_answer else {
+            return;
+        };
+        let version = match target.version {
+            Some(pinned) => {
+                match self
+                    .catalog
+                    .resolve_version(model, Some(pinned), &routing, Pick::default())
+                {
+                    Ok(version) => version,
+                    // The function would have refused the version before running it.
+                    Err(_) => return,
+                }
+            }
+            None => routing.stable().unwrap_or_default().to_string(),
+        };
+        let reason = Code::DeadlineExceeded.as_str();
+        let body = fallback_answer(answer, model, &version, reason);
+        invocation.response = json_response(200, body);
+        let stats = &mut invocation.stats;
+        stats.status = 200;
+        stats.bytes_out = invocation.response.body().len() as u64;
+        stats.model = Some(ModelVersion::new(model, &version));
+        stats.telemetry = Some(Telemetry {
+            features: Vec::new(),
+            prediction: answer["prediction"].as_u64().unwrap_or_default() as usize,
+            shadow: None,
+            fallback: Some(Fallback {
+                from_version: version,
+                reason: reason.to_string(),
+            }),
+        });
+    }
+}
+
+/// Serves `front` on `listener` until the future is dropped.
+pub async fn serve(listener: TcpListener, front: Arc<Front>) -> anyhow::Result<()> {
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let front = front.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let front = front.clone();
+                async move { Ok::<_, Infallible>(front.handle(request).await) }
+            });
+            if let Err(error) = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                log_connection_error(peer, &error);
+            }
+        });
+    }
+}
+
+fn log_connection_error(peer: SocketAddr, error: &hyper::Error) {
+    if !error.is_incomplete_message() {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}

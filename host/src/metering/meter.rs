@@ -1,0 +1,105 @@
+//! The meter: every finished invocation becomes its usage record — priced, observed by Prometheus
+//! and the drift monitor, and durable in the ledger — before the reply leaves, which then carries
+//! the record's id, cost and duration.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ember_contract::headers;
+use hyper::header::HeaderValue;
+
+use super::drift::DriftMonitor;
+use super::ledger::Ledger;
+use super::metrics::Metrics;
+use super::prices::PriceTable;
+use super::UsageRecord;
+use crate::runtime::Invocation;
+
+/// Metering of one function.
+pub struct Meter {
+    /// Name of the function, as recorded in the ledger.
+    pub function: String,
+    /// Where usage records go; `None` serves without a ledger (no cost headers).
+    pub ledger: Option<Ledger>,
+    /// Prices for the cost of each invocation.
+    pub prices: PriceTable,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Live drift windows per model version.
+    pub drift: DriftMonitor,
+}
+
+/// What a record needs to know about the request that the invocation does not carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    /// Arrival time, µs since the Unix epoch.
+    pub started_at_us: i64,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Request path, without the query.
+    pub route: &'a str,
+}
+
+impl Arrival<'_> {
+    /// The current time as an arrival time.
+    pub fn now_us() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or_default()
+    }
+}
+
+/// The ledger could not store an invocation's record, so its reply must not leave.
+#[derive(Debug, thiserror::Error)]
+#[error("the usage record could not be stored")]
+pub struct MeteringUnavailable(#[source] anyhow::Error);
+
+impl Meter {
+    /// Records `invocation`: builds and prices its record, observes it, commits it to the ledger
+    /// (waiting for durability) and sets the reply's metering headers.
+    pub async fn record(
+        &self,
+        arrival: Arrival<'_>,
+        invocation: &mut Invocation,
+    ) -> Result<(), MeteringUnavailable> {
+        let record = UsageRecord::new(
+            uuid::Uuid::now_v7().to_string(),
+            arrival.started_at_us,
+            &self.function,
+            arrival.method,
+            arrival.route,
+            (&invocation.stats, invocation.response.body()),
+            &self.prices,
+        );
+        self.metrics.observe(&record);
+        self.drift.observe(&record);
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let cost = format!("{:.12} {}", record.cost, self.prices.currency);
+        let (id, wall_us) = (record.id.clone(), record.wall_us);
+        ledger.commit(record).await.map_err(MeteringUnavailable)?;
+        let reply = invocation.response.headers_mut();
+        for (name, value) in [
+            (headers::INVOCATION_ID, id),
+            (headers::COST, cost),
+            (headers::DURATION_US, wall_us.to_string()),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                reply.insert(name, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// The Prometheus exposition, with the gauges of the moment.
+    pub fn render_metrics(&self, graphs_loaded: usize, instances_active: u64) -> String {
+        self.metrics
+            .render(graphs_loaded, instances_active, &self.drift.reports())
+    }
+
+    /// Where the ledger is, when there is one.
+    pub fn ledger_path(&self) -> Option<String> {
+        self.ledger.as_ref().map(|l| l.path().display().to_string())
+    }
+}
