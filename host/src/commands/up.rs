@@ -23,7 +23,7 @@ use crate::metering::prices::PriceTable;
 use crate::nn::registry::{GraphStore, DEFAULT_MODELS_DIR};
 use crate::nn::tract::TractBackend;
 use crate::preinit;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::{Runtime, RuntimeArgs, RuntimeConfig};
 
 /// Options of `ember up`.
 #[derive(clap::Args, Debug, Clone)]
@@ -46,18 +46,9 @@ pub struct UpArgs {
     /// The function component to serve; overrides the manifest and `--variant`.
     #[arg(long)]
     pub component: Option<PathBuf>,
-    /// Where compiled components are cached between runs.
-    #[arg(long, default_value = ".ember/cache")]
-    pub cache_dir: PathBuf,
-    /// Per-request deadline in milliseconds (504 past it).
-    #[arg(long, default_value_t = 5000)]
-    pub deadline_ms: u64,
-    /// Per-instance linear memory limit in MiB.
-    #[arg(long, default_value_t = 256)]
-    pub memory_limit_mib: usize,
-    /// Instances alive at once.
-    #[arg(long, default_value_t = 128)]
-    pub max_instances: u32,
+    /// The runtime's cache and the sandbox's limits.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Model served by `POST /predict`. Default: the manifest's `EMBER_DEFAULT_MODEL`, else
     /// `credit-risk`.
     #[arg(long)]
@@ -113,10 +104,7 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
     let config = RuntimeConfig {
         component: function.component.clone(),
         models: function.models.clone(),
-        cache_dir: args.cache_dir.clone(),
-        deadline: Duration::from_millis(args.deadline_ms),
-        memory_limit: args.memory_limit_mib * 1024 * 1024,
-        max_instances: args.max_instances,
+        limits: args.runtime.clone(),
         env: function.env.clone(),
         fuel: !args.no_metering,
     };

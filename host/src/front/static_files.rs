@@ -121,7 +121,8 @@ mod tests {
 
     #[tokio::test]
     async fn serves_index_pages_mount_files_and_nothing_outside_them() {
-        let root = std::env::temp_dir().join(format!("ember-static-{}", std::process::id()));
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path();
         for (file, text) in [
             ("page/index.html", "<h1>demo"),
             ("pkg/a.js", "export {}"),
@@ -131,7 +132,7 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        let site = site(&root);
+        let site = site(root);
         let get = |path: &'static str| {
             let site = site.clone();
             async move { site.serve(&hyper::Method::GET, path).await }
@@ -148,6 +149,5 @@ mod tests {
         assert_eq!(get("/demo/missing.js").await.status(), 404);
         let post = site.serve(&hyper::Method::POST, "/demo/").await;
         assert_eq!(post.status(), 405);
-        std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -405,9 +405,8 @@ mod tests {
 
     #[test]
     fn static_file_servers_are_served_not_run_and_take_no_settings() {
-        let dir =
-            std::env::temp_dir().join(format!("ember-static-manifest-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let path = dir.join("spin.toml");
         let text = |extra: &str| {
             format!(
@@ -431,15 +430,13 @@ mod tests {
         .unwrap();
         let error = Manifest::load(&path).unwrap().static_sites().unwrap_err();
         assert!(format!("{error:#}").contains("no environment"), "{error:#}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn unknown_fields_and_unsupported_capabilities_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
         let load = |text: &str| -> anyhow::Result<HttpFunction> {
-            let dir = std::env::temp_dir().join(format!("ember-manifest-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            let path = dir.join(format!("{:x}.toml", text.len()));
+            let path = dir.path().join("spin.toml");
             std::fs::write(&path, text)?;
             Manifest::load(&path)?.http_function()
         };

@@ -74,8 +74,9 @@ fn cache_path(engine: &Engine, wasm: &[u8], cache_dir: &Path) -> PathBuf {
     hasher.0.update(wasm);
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let digest = hasher.0.finalize();
-    let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    cache_dir.join(format!("{key}.cwasm"))
+    // The first 128 bits name the file.
+    let key = format!("{digest:x}");
+    cache_dir.join(format!("{}.cwasm", &key[..32]))
 }
 
 /// Feeds `Hash` implementations into SHA-256.
@@ -97,22 +98,20 @@ mod tests {
 
     #[test]
     fn pruning_keeps_the_newest_compiled_components_and_other_files() {
-        let dir = std::env::temp_dir().join(format!("ember-cache-prune-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         for i in 0..5 {
             std::fs::write(dir.join(format!("{i}.cwasm")), b"x").unwrap();
             // Distinct modification times, oldest first.
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         std::fs::write(dir.join("notes.txt"), b"kept").unwrap();
-        prune(&dir, 2);
-        let mut left: Vec<String> = std::fs::read_dir(&dir)
+        prune(dir, 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         left.sort();
         assert_eq!(left, ["3.cwasm", "4.cwasm", "notes.txt"]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,25 +5,17 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::RuntimeArgs;
+
 /// How often the epoch advances: the granularity of deadlines and of time slices.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Bytes of each linear memory, table and async stack kept resident between instances.
 const KEEP_RESIDENT: usize = 64 << 10;
 
-/// Limits that shape the engine.
-#[derive(Debug, Clone, Copy)]
-pub struct EngineLimits {
-    /// Component instances that may be alive at once (pool slots).
-    pub max_instances: u32,
-    /// Largest linear memory one instance may reach, in bytes.
-    pub memory_limit: usize,
-    /// Count guest instructions (fuel) for metering.
-    pub fuel: bool,
-}
-
-/// Builds the engine and starts its epoch ticker.
-pub fn build(limits: EngineLimits) -> wasmtime::Result<Engine> {
+/// Builds the engine for `limits` (pool slots, memory) and starts its epoch ticker; `fuel` counts
+/// guest instructions for metering.
+pub fn build(limits: &RuntimeArgs, fuel: bool) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     let n = limits.max_instances;
     pool.total_component_instances(n)
@@ -33,7 +25,7 @@ pub fn build(limits: EngineLimits) -> wasmtime::Result<Engine> {
         .total_stacks(n)
         // The ResourceLimiter enforces `memory_limit` (and reports it); the pool allows headroom
         // so the limiter, not the pool, is what refuses growth.
-        .max_memory_size(limits.memory_limit.saturating_mul(2))
+        .max_memory_size(limits.memory_limit().saturating_mul(2))
         // Reused slots keep their first pages resident (reset with memset, not madvise), so a
         // warm instance does not page-fault its stack and heap back in on every request.
         .linear_memory_keep_resident(KEEP_RESIDENT)
@@ -43,7 +35,7 @@ pub fn build(limits: EngineLimits) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config
         .epoch_interruption(true)
-        .consume_fuel(limits.fuel)
+        .consume_fuel(fuel)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true);
     let engine = Engine::new(&config)?;

@@ -105,8 +105,3 @@ pub(super) fn model_version(headers: &hyper::HeaderMap) -> Option<ModelVersion> 
         header(contract_headers::MODEL_VERSION)?,
     ))
 }
-
-/// Lowercase hex of a digest.
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}

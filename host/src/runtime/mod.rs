@@ -2,6 +2,7 @@
 //! deadline (epoch interruption), a memory cap (ResourceLimiter), no outbound network, and the
 //! measurements metering needs (fuel, CPU time, inference, peak memory, bytes in and out).
 
+mod args;
 mod cache;
 mod cpu;
 mod engine;
@@ -27,10 +28,11 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::WasiHttpView as _;
 
+pub use self::args::{RuntimeArgs, DEFAULT_CACHE_DIR};
 pub use self::cache::CacheOutcome;
 use self::cpu::CpuTimed;
 pub use self::failure::{error_response, json_response, Failure};
-use self::invocation::{hex, model_version, take_telemetry, ActiveGuard, BodyTap};
+use self::invocation::{model_version, take_telemetry, ActiveGuard, BodyTap};
 pub use self::invocation::{Invocation, InvocationStats};
 pub use self::state::HostState;
 use self::state::MemoryLimiter;
@@ -51,14 +53,8 @@ pub struct RuntimeConfig {
     pub component: PathBuf,
     /// Host directory preopened read-only at [`GUEST_MODELS_DIR`].
     pub models: PathBuf,
-    /// Where compiled components are cached.
-    pub cache_dir: PathBuf,
-    /// Longest a request may run.
-    pub deadline: Duration,
-    /// Largest linear memory per instance, in bytes.
-    pub memory_limit: usize,
-    /// Instances alive at once; further requests wait for a slot (up to the deadline).
-    pub max_instances: u32,
+    /// The cache directory and the sandbox's limits.
+    pub limits: RuntimeArgs,
     /// Environment variables the function sees.
     pub env: Vec<(String, String)>,
     /// Count guest fuel (deterministic instruction counts) for metering.
@@ -99,20 +95,16 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine, loads (or compiles) the component and links WASI, wasi:http and wasi:nn.
     pub fn new(config: RuntimeConfig, graphs: Arc<GraphStore>) -> anyhow::Result<Self> {
-        let engine = engine::build(engine::EngineLimits {
-            max_instances: config.max_instances,
-            memory_limit: config.memory_limit,
-            fuel: config.fuel,
-        })?;
+        let engine = engine::build(&config.limits, config.fuel)?;
         let (component, cache) =
-            cache::load_component(&engine, &config.component, &config.cache_dir)
+            cache::load_component(&engine, &config.component, &config.limits.cache_dir)
                 .with_context(|| format!("loading component {}", config.component.display()))?;
         let pre = ProxyPre::new(link(&engine)?.instantiate_pre(&component)?)?;
         Ok(Self {
             engine,
             pre,
             graphs,
-            slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            slots: Arc::new(Semaphore::new(config.limits.max_instances as usize)),
             config,
             active: AtomicU64::new(0),
             cache,
@@ -150,7 +142,10 @@ impl Runtime {
         };
         stats.model = model_version(response.headers());
         stats.telemetry = take_telemetry(response.headers_mut());
-        stats.input_sha256 = hex(&std::mem::take(&mut *digest.lock().unwrap()).finalize());
+        stats.input_sha256 = format!(
+            "{:x}",
+            std::mem::take(&mut *digest.lock().unwrap()).finalize()
+        );
         stats.status = response.status().as_u16();
         stats.bytes_in = bytes_in.load(Ordering::Relaxed);
         stats.bytes_out = response.body().len() as u64;
@@ -165,7 +160,7 @@ impl Runtime {
         input: BodyTap,
         stats: &mut InvocationStats,
     ) -> Result<hyper::Response<Bytes>, Failure> {
-        let deadline = self.config.deadline;
+        let deadline = self.config.limits.deadline();
         let remaining = || deadline.saturating_sub(started.elapsed());
         let permit = tokio::time::timeout(deadline, self.slots.clone().acquire_owned())
             .await
@@ -287,14 +282,14 @@ impl Runtime {
             wasi.build(),
             RequestGraphs::new(self.graphs.clone(), meter).into_context(),
         );
-        state.limiter = MemoryLimiter::new(self.config.memory_limit);
+        state.limiter = MemoryLimiter::new(self.config.limits.memory_limit());
         state.started = started;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         if self.config.fuel {
             store.set_fuel(FUEL_BUDGET)?;
         }
-        let deadline = self.config.deadline;
+        let deadline = self.config.limits.deadline();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {
             Ok(if ctx.data().started.elapsed() >= deadline {

@@ -20,6 +20,7 @@ use self::client::Probe;
 use crate::nn::reference_tensor;
 use crate::nn::registry::DEFAULT_MODELS_DIR;
 use crate::nn::tract::run_named;
+use crate::runtime::DEFAULT_CACHE_DIR;
 use crate::stats::Samples;
 use ember_contract::reference::{Case, Reference};
 use ember_function::tract::TractModel;
@@ -40,7 +41,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = DEFAULT_MODELS_DIR)]
     pub models: PathBuf,
     /// Compiled-component cache used by the servers the bench starts.
-    #[arg(long, default_value = ".ember/cache")]
+    #[arg(long, default_value = DEFAULT_CACHE_DIR)]
     pub cache_dir: PathBuf,
     /// Predictions per model and backend timed in the browser.
     #[arg(long, default_value_t = 200)]
