@@ -6,7 +6,7 @@ use std::rc::Rc;
 use ember_contract::names::REFERENCE_FILE;
 use ember_contract::{ApiError, Code};
 use ember_function::app::predict::{finish, parse_json, prepare};
-use ember_function::app::reply::prediction_body;
+use ember_function::app::reply::Prediction;
 use ember_function::spec::ModelSpec;
 use ember_function::tensor::Tensor;
 use ember_function::tract::TractModel;
@@ -160,7 +160,8 @@ impl Loaded {
             .unwrap_or_default();
         let prepared = prepare(&self.spec, &parse_json(body.as_bytes())?)?;
         let outputs = self.infer(vec![prepared.input]).await?;
-        Ok(prediction_body(&self.spec, &finish(&self.spec, &outputs)?))
+        let result = finish(&self.spec, &outputs)?;
+        Ok(Prediction::new(&self.spec, &result).to_json())
     }
 
     async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError> {

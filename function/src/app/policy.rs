@@ -4,10 +4,10 @@
 
 use ember_contract::telemetry::{Fallback, Shadow};
 use ember_contract::{ApiError, Telemetry};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::predict::{self, Prepared};
-use super::reply::{fallback_answer, prediction_body, Response};
+use super::reply::{fallback_answer, FallbackMark, Prediction, Response};
 use super::{App, Inference, Request};
 use crate::catalog::Catalog;
 use crate::postprocess::Classification;
@@ -53,11 +53,11 @@ impl<C: Catalog, I: Inference> App<C, I> {
             .as_deref()
             .filter(|v| *v != spec.version)
             .and_then(|v| self.shadow(name, v, &body, result.prediction));
-        let mut reply = prediction_body(&spec, &result);
-        if let Some(failed) = &fallback {
-            reply["fallback"] =
-                json!({ "from_version": failed.from_version, "reason": failed.reason });
+        let reply = Prediction {
+            fallback: fallback.as_ref().map(FallbackMark::of),
+            ..Prediction::new(&spec, &result)
         }
+        .to_json();
         Ok(Response {
             telemetry: Some(Telemetry {
                 features,

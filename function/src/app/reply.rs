@@ -1,7 +1,9 @@
 //! Replies: the status, JSON body and attribution every route answers with, and the shapes of a
 //! prediction — the same on every host and in the browser.
 
+use ember_contract::telemetry::Fallback;
 use ember_contract::{ApiError, ModelVersion, Telemetry};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::postprocess::Classification;
@@ -63,17 +65,72 @@ impl Response {
 
 /// The `/predict` reply for a classification: every host and backend (the browser too) answers
 /// with this shape.
-pub fn prediction_body(spec: &ModelSpec, result: &Classification) -> Value {
-    json!({
-        "model": spec.name,
-        "model_version": spec.version,
-        "prediction": result.prediction,
-        "label": result.label,
-        "confidence": result.confidence,
-        "probabilities": result.probabilities,
-        "labels": spec.labels,
-        "timestamp": crate::clock::now_rfc3339(),
-    })
+#[derive(Debug, Serialize)]
+pub struct Prediction<'a> {
+    /// The model.
+    pub model: &'a str,
+    /// The version that answered.
+    pub model_version: &'a str,
+    /// Index of the chosen class.
+    pub prediction: usize,
+    /// Its label.
+    pub label: &'a str,
+    /// Its probability.
+    pub confidence: f64,
+    /// Every class's probability, in label order.
+    pub probabilities: &'a [f64],
+    /// The labels, in class order.
+    pub labels: &'a [String],
+    /// When the answer was made (RFC 3339).
+    pub timestamp: String,
+    /// Set when this version answered for one that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackMark<'a>>,
+}
+
+/// The mark on a reply that another version, or the declared default answer, gave for a failed one.
+#[derive(Debug, Serialize)]
+pub struct FallbackMark<'a> {
+    /// The version that failed.
+    pub from_version: &'a str,
+    /// Its error code.
+    pub reason: &'a str,
+    /// Whether the answer is the model's declared default answer.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub default_answer: bool,
+}
+
+impl<'a> FallbackMark<'a> {
+    /// The mark for a fallback version's answer.
+    pub fn of(failed: &'a Fallback) -> Self {
+        Self {
+            from_version: &failed.from_version,
+            reason: &failed.reason,
+            default_answer: false,
+        }
+    }
+}
+
+impl<'a> Prediction<'a> {
+    /// `spec`'s answer `result`, made now.
+    pub fn new(spec: &'a ModelSpec, result: &'a Classification) -> Self {
+        Self {
+            model: &spec.name,
+            model_version: &spec.version,
+            prediction: result.prediction,
+            label: &result.label,
+            confidence: result.confidence,
+            probabilities: &result.probabilities,
+            labels: &spec.labels,
+            timestamp: crate::clock::now_rfc3339(),
+            fallback: None,
+        }
+    }
+
+    /// The reply body.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }
 
 /// A declared default answer as a reply: the answer's fields plus `model` and a `fallback` mark.
@@ -83,7 +140,10 @@ pub fn fallback_answer(answer: &Value, model: &str, failed_version: &str, reason
         other => json!({ "prediction": other }),
     };
     body["model"] = json!(model);
-    body["fallback"] =
-        json!({ "from_version": failed_version, "reason": reason, "default_answer": true });
+    body["fallback"] = json!(FallbackMark {
+        from_version: failed_version,
+        reason,
+        default_answer: true,
+    });
     body
 }

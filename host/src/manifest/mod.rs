@@ -16,9 +16,11 @@ use anyhow::{bail, ensure, Context as _};
 
 mod route;
 mod schema;
+mod syntax;
 
 pub use self::route::Route;
 pub use self::schema::{Application, Build, Component, EmberTool, Manifest, Variable};
+use self::syntax::{expand, is_kebab, is_snake, template_references};
 use crate::front::static_files::StaticSite;
 
 /// The manifest file Ember looks for by default.
@@ -331,51 +333,6 @@ fn file_mount(mount: &toml::Value) -> anyhow::Result<(String, String)> {
     Ok((field("source")?, field("destination")?))
 }
 
-/// The `{{ name }}` references in a template.
-fn template_references(template: &str) -> anyhow::Result<Vec<String>> {
-    let mut names = Vec::new();
-    expand(template, |name| {
-        names.push(name.to_string());
-        Ok(String::new())
-    })?;
-    Ok(names)
-}
-
-/// Replaces each `{{ name }}` in a template with `value(name)`.
-fn expand(
-    template: &str,
-    mut value: impl FnMut(&str) -> anyhow::Result<String>,
-) -> anyhow::Result<String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find("}}")
-            .context("unclosed '{{' in a variable template")?;
-        out.push_str(&value(rest[start + 2..start + end].trim())?);
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn is_kebab(id: &str) -> bool {
-    id.split('-').all(|word| {
-        word.starts_with(|c: char| c.is_ascii_lowercase())
-            && word
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-    })
-}
-
-fn is_snake(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,11 +420,5 @@ mod tests {
             load("spin_manifest_version = 1\n[application]\nname = \"a\"\n").unwrap_err()
         )
         .contains("must be 2"));
-    }
-
-    #[test]
-    fn names_follow_spin_rules() {
-        assert!(is_kebab("ember-function") && !is_kebab("Ember") && !is_kebab("a--b"));
-        assert!(is_snake("default_model") && !is_snake("default-model"));
     }
 }
