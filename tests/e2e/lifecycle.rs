@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{assert_close, ember, models_copy, publish_copy, Server};
+use crate::support::{assert_close, ember, models_copy, publish_copy, reference_cases_in, Server};
 
 fn ember_models(models: &Path, args: &[&str]) {
     let mut all = vec!["models", "--models", models.to_str().unwrap()];
@@ -17,17 +17,7 @@ fn ember_models(models: &Path, args: &[&str]) {
 }
 
 fn cases(models: &Path, version: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(
-        models
-            .join("credit-risk")
-            .join(version)
-            .join("reference.json"),
-    )
-    .unwrap();
-    serde_json::from_str::<Value>(&text).unwrap()["cases"]
-        .as_array()
-        .unwrap()
-        .clone()
+    reference_cases_in(models, "credit-risk", version)
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use ember_contract::names::REFERENCE_FILE;
 use serde_json::Value;
 
 /// The repository root (tests run with the host package as their directory).
@@ -106,7 +107,6 @@ impl Server {
         let mut child = Command::new(wasmtime)
             .args(["--addr", "127.0.0.1:0", "-S", "cli", "--dir"])
             .arg(format!("{}::/models", models.display()))
-            .args(["--env", "EMBER_DEFAULT_MODEL=credit-risk"])
             .arg(component)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -286,13 +286,15 @@ fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16,
     (reply.status, reply.body)
 }
 
-/// The reference cases of one model version: inputs with onnxruntime's outputs.
+/// The reference cases of a bundled model's version 1: inputs with onnxruntime's outputs.
 pub fn reference_cases(model: &str) -> Vec<Value> {
-    let path = repo_root()
-        .join("models")
-        .join(model)
-        .join("1")
-        .join("reference.json");
+    reference_cases_in(&repo_root().join("models"), model, "1")
+}
+
+/// The reference cases of `model` at `version` in a models directory, as the JSON the tests
+/// compare replies with.
+pub fn reference_cases_in(models: &Path, model: &str, version: &str) -> Vec<Value> {
+    let path = models.join(model).join(version).join(REFERENCE_FILE);
     let text = std::fs::read_to_string(path).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     doc["cases"].as_array().unwrap().clone()

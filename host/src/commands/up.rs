@@ -103,7 +103,6 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
     }
     let config = RuntimeConfig {
         component: function.component.clone(),
-        models: function.models.clone(),
         limits: args.runtime.clone(),
         env: function.env.clone(),
         fuel: !args.no_metering,
@@ -127,9 +126,8 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
                 .transpose()?
                 .unwrap_or_default(),
             metrics: Metrics::default(),
-            drift: DriftMonitor::new(&function.models),
+            drift: DriftMonitor::new(graphs.catalog().root()),
         },
-        catalog: DirCatalog::new(&function.models),
         default_model: function.default_model.clone(),
         router: Router::new(&function.routes, function.sites.iter().map(|s| &s.route))?,
         sites: function.sites.clone(),

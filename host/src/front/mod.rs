@@ -12,7 +12,7 @@ use bytes::Bytes;
 use ember_contract::telemetry::Fallback;
 use ember_contract::{ApiError, Code, ModelVersion, Route as FunctionRoute, Telemetry};
 use ember_function::app::reply::fallback_answer;
-use ember_function::catalog::{Catalog as _, DirCatalog};
+use ember_function::catalog::Catalog as _;
 use ember_function::routing::Pick;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -38,8 +38,6 @@ pub struct Front {
     pub runtime: Runtime,
     /// Metering of every invocation.
     pub meter: Meter,
-    /// The models directory, for routing (declared default answers on timeouts).
-    pub catalog: DirCatalog,
     /// The model `POST /predict` serves.
     pub default_model: String,
     /// Which paths go to the function and which to a static site (spin.toml's HTTP routes);
@@ -161,16 +159,14 @@ impl Front {
             return;
         };
         let model = target.model.unwrap_or(&self.default_model);
-        let routing = self.catalog.routing(model);
+        let catalog = self.runtime.graphs().catalog();
+        let routing = catalog.routing(model);
         let Some(answer) = &routing.default_answer else {
             return;
         };
         let version = match target.version {
             Some(pinned) => {
-                match self
-                    .catalog
-                    .resolve_version(model, Some(pinned), &routing, Pick::default())
-                {
+                match catalog.resolve_version(model, Some(pinned), &routing, Pick::default()) {
                     Ok(version) => version,
                     // The function would have refused the version before running it.
                     Err(_) => return,

@@ -43,6 +43,12 @@ struct Slot {
 }
 
 impl GraphStore {
+    /// The models directory the graphs come from: the one every other capability reads models
+    /// from (the guest's preopen, routing of timeouts, drift baselines).
+    pub fn catalog(&self) -> &DirCatalog {
+        &self.catalog
+    }
+
     /// Indexes every version in the catalog; nothing is loaded yet.
     pub fn new(catalog: DirCatalog, loader: Box<dyn GraphLoader>) -> Self {
         let store = Self {

@@ -51,8 +51,6 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 pub struct RuntimeConfig {
     /// The function component (`.wasm`).
     pub component: PathBuf,
-    /// Host directory preopened read-only at [`GUEST_MODELS_DIR`].
-    pub models: PathBuf,
     /// The cache directory and the sandbox's limits.
     pub limits: RuntimeArgs,
     /// Environment variables the function sees.
@@ -274,7 +272,11 @@ impl Runtime {
         // Model specs are small local files: reading them on the calling thread is far cheaper
         // than a `spawn_blocking` round trip per filesystem call.
         wasi.allow_blocking_current_thread(true);
-        wasi.preopened_dir(&self.config.models, GUEST_MODELS_DIR, FsPerms::ReadOnly)?;
+        wasi.preopened_dir(
+            self.graphs.catalog().root(),
+            GUEST_MODELS_DIR,
+            FsPerms::ReadOnly,
+        )?;
         for (key, value) in &self.config.env {
             wasi.env(key, value);
         }
