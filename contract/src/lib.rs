@@ -11,6 +11,8 @@
 //!
 //! The crate is plain Rust (serde only): it compiles into the guest, the host and the browser.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod headers;
 pub mod names;

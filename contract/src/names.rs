@@ -6,8 +6,8 @@ use std::fmt;
 /// Model served by `POST /predict` unless configured otherwise.
 pub const DEFAULT_MODEL: &str = "credit-risk";
 
-/// Environment variable naming the model `POST /predict` serves (spin.toml sets it; `ember up
-/// --default-model` overrides it).
+/// Environment variable naming the model `POST /predict` serves; unset, it is [`DEFAULT_MODEL`]
+/// (a manifest's `environment` may set it; `ember up --default-model` does).
 pub const DEFAULT_MODEL_ENV: &str = "EMBER_DEFAULT_MODEL";
 
 /// Where hosts mount the models directory for the function (read-only): Ember's preopen,

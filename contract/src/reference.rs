@@ -20,14 +20,18 @@ pub struct Reference {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Case {
     /// A name for messages, e.g. `applicant-0`.
+    #[serde(default)]
     pub name: String,
     /// The `/predict` request body.
+    #[serde(default)]
     pub request: Value,
     /// The tensors the request becomes after preprocessing.
     pub inputs: Vec<ReferenceTensor>,
     /// The native runtime's outputs for those tensors.
+    #[serde(default)]
     pub outputs: Vec<ReferenceTensor>,
     /// The predicted class.
+    #[serde(default)]
     pub prediction: usize,
 }
 

@@ -2,12 +2,11 @@
 //! and version it names. The function dispatches on it; the host reads it to learn which model a
 //! request named when the function could not say (a timeout).
 
-/// A model named by a path: `model` is `None` for `/predict` (the default model), `version` is
-/// `None` unless the path pins a version or alias.
+/// A model named by a path, with the version or alias the path pins, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelRef<'a> {
-    /// The model, or `None` for the default model.
-    pub model: Option<&'a str>,
+    /// The model.
+    pub model: &'a str,
     /// The pinned version or alias.
     pub version: Option<&'a str>,
 }
@@ -15,8 +14,9 @@ pub struct ModelRef<'a> {
 /// One route of the function's HTTP contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
-    /// `POST /predict`, `/models/{model}/predict`, `/models/{model}/versions/{version}/predict`.
-    Predict(ModelRef<'a>),
+    /// `POST /models/{model}/predict`, `/models/{model}/versions/{version}/predict`, or `None`
+    /// for `POST /predict` (the default model).
+    Predict(Option<ModelRef<'a>>),
     /// `GET /health`.
     Health,
     /// `GET /models`.
@@ -36,24 +36,19 @@ pub enum Route<'a> {
 impl<'a> Route<'a> {
     /// The route a path (query string allowed) names, or `None` when there is none.
     pub fn parse(path: &'a str) -> Option<Self> {
-        let path = path.split('?').next().unwrap_or_default();
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let named = |model| ModelRef {
-            model: Some(model),
+            model,
             version: None,
         };
         let pinned = |model, version| ModelRef {
-            model: Some(model),
+            model,
             version: Some(version),
         };
-        Some(match segments.as_slice() {
-            ["predict"] => Route::Predict(ModelRef {
-                model: None,
-                version: None,
-            }),
-            ["models", model, "predict"] => Route::Predict(named(model)),
+        Some(match segments(path).as_slice() {
+            ["predict"] => Route::Predict(None),
+            ["models", model, "predict"] => Route::Predict(Some(named(model))),
             ["models", model, "versions", version, "predict"] => {
-                Route::Predict(pinned(model, version))
+                Route::Predict(Some(pinned(model, version)))
             }
             ["health"] => Route::Health,
             ["models"] => Route::Models,
@@ -87,8 +82,13 @@ impl<'a> Route<'a> {
 /// Whether a path (query string allowed) is under the KServe v2 protocol, whose error envelope and
 /// statuses differ from Ember's — also for paths that name no route.
 pub fn is_v2_path(path: &str) -> bool {
+    segments(path).first() == Some(&"v2")
+}
+
+/// A path's segments, without the query string and the surrounding slashes.
+fn segments(path: &str) -> Vec<&str> {
     let path = path.split('?').next().unwrap_or_default();
-    path.trim_start_matches('/').split('/').next() == Some("v2")
+    path.trim_matches('/').split('/').collect()
 }
 
 #[cfg(test)]
@@ -97,19 +97,13 @@ mod tests {
 
     #[test]
     fn paths_name_their_model_and_version() {
-        assert_eq!(
-            Route::parse("/predict?debug=1"),
-            Some(Route::Predict(ModelRef {
-                model: None,
-                version: None
-            }))
-        );
+        assert_eq!(Route::parse("/predict?debug=1"), Some(Route::Predict(None)));
         assert_eq!(
             Route::parse("/models/digits/versions/canary/predict"),
-            Some(Route::Predict(ModelRef {
-                model: Some("digits"),
+            Some(Route::Predict(Some(ModelRef {
+                model: "digits",
                 version: Some("canary")
-            }))
+            })))
         );
         let infer = Route::parse("/v2/models/digits/infer").unwrap();
         assert_eq!(infer.method(), "POST");

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct Telemetry {
     /// The inputs as the model saw them (tabular row; mean intensity for images), for drift.
     pub features: Vec<f64>,
-    /// The predicted class.
-    pub prediction: usize,
+    /// The predicted class; `None` when a declared default answer names none.
+    pub prediction: Option<usize>,
     /// The shadow version's answer, compared with the returned one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<Shadow>,
@@ -73,7 +73,7 @@ mod tests {
     fn the_record_round_trips_through_its_header() {
         let telemetry = Telemetry {
             features: vec![24.0, 80600.5, f64::MIN_POSITIVE],
-            prediction: 1,
+            prediction: Some(1),
             shadow: Some(Shadow {
                 version: "2".into(),
                 prediction: 0,

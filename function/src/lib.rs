@@ -5,6 +5,8 @@
 //! `wasi:http` + `wasi:nn`) and for `wasm32-unknown-unknown` (the `ember-browser` package). Hosts differ only in the [`app::Inference`]
 //! engine and the [`catalog::Catalog`] they hand to [`app::App`].
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod catalog;
 pub mod clock;

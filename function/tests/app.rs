@@ -101,7 +101,7 @@ fn a_prediction_is_attributed_and_leaves_its_telemetry() {
     assert_eq!(reply.body["prediction"], 1);
     assert_eq!(reply.body["label"], "default");
     let telemetry = reply.telemetry.expect("a prediction leaves telemetry");
-    assert_eq!(telemetry.prediction, 1);
+    assert_eq!(telemetry.prediction, Some(1));
     assert_eq!(telemetry.features.len(), 7, "{:?}", telemetry.features);
     assert_eq!(telemetry.features[..3], [42.0, 52000.0, 710.0]);
     assert!(telemetry.shadow.is_none() && telemetry.fallback.is_none());
@@ -199,7 +199,7 @@ fn without_a_fallback_version_the_declared_default_answer_stands_in() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["label"], "default");
     assert_eq!(reply.body["fallback"]["default_answer"], true);
-    assert_eq!(reply.telemetry.unwrap().prediction, 1);
+    assert_eq!(reply.telemetry.unwrap().prediction, Some(1));
     // Without one, the failure is the answer: a 5xx that names no internals.
     let undeclared = models(stable_only());
     let reply = call(&app(&undeclared, &engine), "POST", "/predict", &applicant());

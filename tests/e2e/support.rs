@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use ember_contract::names::REFERENCE_FILE;
+use ember_contract::names::{GUEST_MODELS_DIR, REFERENCE_FILE};
 use serde_json::Value;
 
 /// The repository root (tests run with the host package as their directory).
@@ -106,7 +106,7 @@ impl Server {
         let models = repo_root().join("models");
         let mut child = Command::new(wasmtime)
             .args(["--addr", "127.0.0.1:0", "-S", "cli", "--dir"])
-            .arg(format!("{}::/models", models.display()))
+            .arg(format!("{}::{GUEST_MODELS_DIR}", models.display()))
             .arg(component)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

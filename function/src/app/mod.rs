@@ -90,10 +90,8 @@ impl<C: Catalog, I: Inference> App<C, I> {
             ));
         }
         match route {
-            Route::Predict(target) => {
-                let name = target.model.unwrap_or(&self.default_model);
-                self.predict(request, name, target.version)
-            }
+            Route::Predict(Some(target)) => self.predict(request, target.model, target.version),
+            Route::Predict(None) => self.predict(request, &self.default_model, None),
             Route::Health => Ok(Response::ok(
                 json!({ "status": "ok", "models": self.catalog.models() }),
             )),
@@ -112,8 +110,9 @@ impl<C: Catalog, I: Inference> App<C, I> {
 
     /// Looks up the version a v2 route names and remembers it for the reply's attribution.
     fn spec(&self, target: ModelRef) -> Result<ModelSpec, ApiError> {
-        let name = target.model.unwrap_or(&self.default_model);
-        let spec = self.catalog.spec(name, target.version, Pick::default())?;
+        let spec = self
+            .catalog
+            .spec(target.model, target.version, Pick::default())?;
         self.remember(&spec);
         Ok(spec)
     }
@@ -139,8 +138,9 @@ impl<C: Catalog, I: Inference> App<C, I> {
     }
 
     fn infer(&self, request: &Request, target: ModelRef) -> Result<Response, ApiError> {
-        let name = target.model.unwrap_or(&self.default_model);
-        let spec = self.catalog.spec(name, target.version, request.pick)?;
+        let spec = self
+            .catalog
+            .spec(target.model, target.version, request.pick)?;
         self.remember(&spec);
         let body = predict::json_body(request.content_type, request.body)?;
         let infer = v2::parse_infer(&spec, &body)?;

@@ -7,7 +7,7 @@ use ember_contract::{ApiError, Telemetry};
 use serde_json::Value;
 
 use super::predict::{self, Prepared};
-use super::reply::{fallback_answer, FallbackMark, Prediction, Response};
+use super::reply::{declared_answer, FallbackMark, Prediction, Response};
 use super::{App, Inference, Request};
 use crate::catalog::Catalog;
 use crate::postprocess::Classification;
@@ -61,7 +61,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
         Ok(Response {
             telemetry: Some(Telemetry {
                 features,
-                prediction: result.prediction,
+                prediction: Some(result.prediction),
                 shadow,
                 fallback,
             }),
@@ -109,14 +109,9 @@ fn default_answer(
     features: Vec<f64>,
 ) -> Option<Response> {
     let answer = routing.default_answer.as_ref()?;
-    let body = fallback_answer(answer, &spec.name, &failed.from_version, &failed.reason);
+    let (body, telemetry) = declared_answer(answer, &spec.name, failed, features);
     Some(Response {
-        telemetry: Some(Telemetry {
-            features,
-            prediction: answer["prediction"].as_u64().unwrap_or_default() as usize,
-            shadow: None,
-            fallback: Some(failed),
-        }),
+        telemetry: Some(telemetry),
         ..Response::from_model(spec, body)
     })
 }

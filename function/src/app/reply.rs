@@ -133,17 +133,29 @@ impl<'a> Prediction<'a> {
     }
 }
 
-/// A declared default answer as a reply: the answer's fields plus `model` and a `fallback` mark.
-pub fn fallback_answer(answer: &Value, model: &str, failed_version: &str, reason: &str) -> Value {
+/// A model's declared default answer standing in for a failed version: the reply body (the
+/// answer's fields plus `model` and a `fallback` mark) and the telemetry recording it. The guest
+/// answers with it when inference fails; Ember's host when the function runs past its deadline.
+pub fn declared_answer(
+    answer: &Value,
+    model: &str,
+    failed: Fallback,
+    features: Vec<f64>,
+) -> (Value, Telemetry) {
     let mut body = match answer {
         Value::Object(fields) => Value::Object(fields.clone()),
         other => json!({ "prediction": other }),
     };
     body["model"] = json!(model);
     body["fallback"] = json!(FallbackMark {
-        from_version: failed_version,
-        reason,
         default_answer: true,
+        ..FallbackMark::of(&failed)
     });
-    body
+    let telemetry = Telemetry {
+        features,
+        prediction: body["prediction"].as_u64().map(|p| p as usize),
+        shadow: None,
+        fallback: Some(failed),
+    };
+    (body, telemetry)
 }

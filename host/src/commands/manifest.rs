@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::ensure;
 
-use crate::manifest::{Manifest, Route, DEFAULT_MANIFEST};
+use crate::manifest::{Manifest, SpinRoute, DEFAULT_MANIFEST};
 
 /// Options of `ember manifest`.
 #[derive(clap::Args, Debug, Clone)]
@@ -42,7 +42,7 @@ pub fn run(args: ManifestArgs) -> anyhow::Result<()> {
         "source": function.source,
         "wasi_nn_source": function.wasi_nn_source,
         "models": function.models,
-        "routes": function.routes.iter().map(Route::to_string).collect::<Vec<_>>(),
+        "routes": function.routes.iter().map(SpinRoute::to_string).collect::<Vec<_>>(),
         "environment": function
             .env
             .iter()

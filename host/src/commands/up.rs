@@ -14,7 +14,7 @@ use ember_function::catalog::DirCatalog;
 use crate::front::router::Router;
 use crate::front::static_files::StaticSite;
 use crate::front::{Front, IdleClock};
-use crate::manifest::{Manifest, Route, DEFAULT_MANIFEST};
+use crate::manifest::{Manifest, SpinRoute, DEFAULT_MANIFEST};
 use crate::metering::drift::DriftMonitor;
 use crate::metering::ledger::{Ledger, LedgerArg};
 use crate::metering::meter::Meter;
@@ -182,7 +182,7 @@ struct ServedFunction {
     models: PathBuf,
     env: Vec<(String, String)>,
     default_model: String,
-    routes: Vec<Route>,
+    routes: Vec<SpinRoute>,
     sites: Vec<StaticSite>,
 }
 
@@ -244,7 +244,7 @@ impl ServedFunction {
             default_model,
             routes: function
                 .map(|f| f.routes)
-                .unwrap_or_else(|| vec![Route::Prefix(String::new())]),
+                .unwrap_or_else(|| vec![SpinRoute::Prefix(String::new())]),
             sites,
         })
     }

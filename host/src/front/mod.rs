@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ember_contract::telemetry::Fallback;
-use ember_contract::{ApiError, Code, ModelVersion, Route as FunctionRoute, Telemetry};
-use ember_function::app::reply::fallback_answer;
+use ember_contract::{ApiError, Code, ModelVersion, Route};
+use ember_function::app::reply::declared_answer;
 use ember_function::catalog::Catalog as _;
 use ember_function::routing::Pick;
 use http_body_util::Full;
@@ -155,16 +155,19 @@ impl Front {
     /// Replaces a timed-out prediction with the model's declared default answer, if it has one,
     /// attributed to the version the request pinned (else the stable version).
     fn answer_by_default(&self, route: &str, invocation: &mut Invocation) {
-        let Some(FunctionRoute::Predict(target)) = FunctionRoute::parse(route) else {
+        let Some(Route::Predict(target)) = Route::parse(route) else {
             return;
         };
-        let model = target.model.unwrap_or(&self.default_model);
+        let (model, pinned) = match &target {
+            Some(target) => (target.model, target.version),
+            None => (self.default_model.as_str(), None),
+        };
         let catalog = self.runtime.graphs().catalog();
         let routing = catalog.routing(model);
         let Some(answer) = &routing.default_answer else {
             return;
         };
-        let version = match target.version {
+        let version = match pinned {
             Some(pinned) => {
                 match catalog.resolve_version(model, Some(pinned), &routing, Pick::default()) {
                     Ok(version) => version,
@@ -174,22 +177,17 @@ impl Front {
             }
             None => routing.stable().unwrap_or_default().to_string(),
         };
-        let reason = Code::DeadlineExceeded.as_str();
-        let body = fallback_answer(answer, model, &version, reason);
+        let failed = Fallback {
+            from_version: version.clone(),
+            reason: Code::DeadlineExceeded.as_str().to_string(),
+        };
+        let (body, telemetry) = declared_answer(answer, model, failed, Vec::new());
         invocation.response = json_response(200, body);
         let stats = &mut invocation.stats;
         stats.status = 200;
         stats.bytes_out = invocation.response.body().len() as u64;
-        stats.model = Some(ModelVersion::new(model, &version));
-        stats.telemetry = Some(Telemetry {
-            features: Vec::new(),
-            prediction: answer["prediction"].as_u64().unwrap_or_default() as usize,
-            shadow: None,
-            fallback: Some(Fallback {
-                from_version: version,
-                reason: reason.to_string(),
-            }),
-        });
+        stats.model = Some(ModelVersion::new(model, version));
+        stats.telemetry = Some(telemetry);
     }
 }
 

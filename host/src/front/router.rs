@@ -5,7 +5,7 @@
 
 use anyhow::Context as _;
 
-use crate::manifest::Route;
+use crate::manifest::SpinRoute;
 
 /// Where a path goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,11 +22,11 @@ pub struct Router(matchit::Router<Target>);
 impl Router {
     /// A table over the function's routes and each static site's route (in the order given).
     pub fn new<'a>(
-        function: &[Route],
-        sites: impl IntoIterator<Item = &'a Route>,
+        function: &[SpinRoute],
+        sites: impl IntoIterator<Item = &'a SpinRoute>,
     ) -> anyhow::Result<Self> {
         let mut router = matchit::Router::new();
-        let targets = function
+        let mut targets: Vec<(&SpinRoute, Target)> = function
             .iter()
             .map(|route| (route, Target::Function))
             .chain(
@@ -34,12 +34,17 @@ impl Router {
                     .into_iter()
                     .enumerate()
                     .map(|(i, r)| (r, Target::Site(i))),
-            );
+            )
+            .collect();
+        // Exact routes first, so a wildcard's own path never takes an exact route's place; the
+        // sort is stable, so the function's routes still come before the sites'.
+        targets.sort_by_key(|(route, _)| matches!(route, SpinRoute::Prefix(_)));
         for (route, target) in targets {
             for pattern in patterns(route) {
                 match router.insert(pattern.clone(), target) {
                     Ok(()) => {}
-                    // A route already taken keeps its first owner: the function's come first.
+                    // A path already taken keeps its first owner: exact before wildcard, the
+                    // function before a site.
                     Err(matchit::InsertError::Conflict { .. }) => {}
                     Err(error) => {
                         return Err(error).with_context(|| format!("route '{route}'"));
@@ -59,13 +64,13 @@ impl Router {
 }
 
 /// matchit patterns for a Spin route: the path itself, and for a wildcard everything below it.
-fn patterns(route: &Route) -> Vec<String> {
+fn patterns(route: &SpinRoute) -> Vec<String> {
     let escape = |path: &str| path.replace('{', "{{").replace('}', "}}");
     match route {
-        Route::Exact(path) if path.is_empty() => vec!["/".into()],
-        Route::Exact(path) => vec![escape(path)],
-        Route::Prefix(prefix) if prefix.is_empty() => vec!["/".into(), "/{*rest}".into()],
-        Route::Prefix(prefix) => vec![escape(prefix), format!("{}/{{*rest}}", escape(prefix))],
+        SpinRoute::Exact(path) if path.is_empty() => vec!["/".into()],
+        SpinRoute::Exact(path) => vec![escape(path)],
+        SpinRoute::Prefix(prefix) if prefix.is_empty() => vec!["/".into(), "/{*rest}".into()],
+        SpinRoute::Prefix(prefix) => vec![escape(prefix), format!("{}/{{*rest}}", escape(prefix))],
     }
 }
 
@@ -73,8 +78,8 @@ fn patterns(route: &Route) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn route(text: &str) -> Route {
-        Route::parse(text).unwrap()
+    fn route(text: &str) -> SpinRoute {
+        SpinRoute::parse(text).unwrap()
     }
 
     #[test]
@@ -95,6 +100,13 @@ mod tests {
         assert_eq!(router.route("/demo/pkg/x.wasm"), Some(Target::Site(0)));
         assert_eq!(router.route("/demonstration"), Some(Target::Function));
         assert_eq!(router.route("/files/x"), Some(Target::Site(2)));
+    }
+
+    #[test]
+    fn an_exact_site_route_beats_the_functions_wildcard_at_its_own_path() {
+        let router = Router::new(&[route("/x/...")], &[route("/x")]).unwrap();
+        assert_eq!(router.route("/x"), Some(Target::Site(0)));
+        assert_eq!(router.route("/x/y"), Some(Target::Function));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::manifest::Route;
+use crate::manifest::SpinRoute;
 use crate::runtime::error_response;
 use ember_contract::{ApiError, Code};
 
@@ -17,7 +17,7 @@ pub struct StaticSite {
     /// Component id.
     pub id: String,
     /// The HTTP route to it.
-    pub route: Route,
+    pub route: SpinRoute,
     /// `files` mounts: host directory (resolved against the manifest) and destination path.
     pub mounts: Vec<(PathBuf, String)>,
 }
@@ -31,7 +31,7 @@ impl StaticSite {
                 format!("{method} is not allowed; use GET"),
             ));
         }
-        let Route::Prefix(prefix) = &self.route else {
+        let SpinRoute::Prefix(prefix) = &self.route else {
             return self.read(path.rsplit('/').next().unwrap_or_default()).await;
         };
         let rest = &path[prefix.len()..];
@@ -111,7 +111,7 @@ mod tests {
     fn site(root: &Path) -> StaticSite {
         StaticSite {
             id: "demo".into(),
-            route: Route::Prefix("/demo".into()),
+            route: SpinRoute::Prefix("/demo".into()),
             mounts: vec![
                 (root.join("page"), "/".into()),
                 (root.join("pkg"), "/pkg".into()),

@@ -18,7 +18,7 @@ mod route;
 mod schema;
 mod syntax;
 
-pub use self::route::Route;
+pub use self::route::SpinRoute;
 pub use self::schema::{Application, Build, Component, EmberTool, Manifest, Variable};
 use self::syntax::{expand, is_kebab, is_snake, template_references};
 use crate::front::static_files::StaticSite;
@@ -44,7 +44,7 @@ pub struct HttpFunction {
     /// Environment for the guest: `environment`, then resolved component variables.
     pub env: Vec<(String, String)>,
     /// HTTP routes to it.
-    pub routes: Vec<Route>,
+    pub routes: Vec<SpinRoute>,
 }
 
 impl Manifest {
@@ -117,7 +117,7 @@ impl Manifest {
                         .with_context(|| {
                             format!("the http trigger of '{component}' has no route")
                         })?;
-                    Route::parse(route)?;
+                    SpinRoute::parse(route)?;
                 }
             }
         }
@@ -143,7 +143,7 @@ impl Manifest {
     }
 
     /// The HTTP triggers as `(component id, route)`, in manifest order.
-    fn http_routes(&self) -> anyhow::Result<Vec<(&str, Route)>> {
+    fn http_routes(&self) -> anyhow::Result<Vec<(&str, SpinRoute)>> {
         self.trigger
             .get("http")
             .into_iter()
@@ -152,7 +152,7 @@ impl Manifest {
                 let id = trigger["component"].as_str().unwrap_or_default();
                 Ok((
                     id,
-                    Route::parse(trigger["route"].as_str().unwrap_or_default())?,
+                    SpinRoute::parse(trigger["route"].as_str().unwrap_or_default())?,
                 ))
             })
             .collect()
@@ -343,14 +343,14 @@ mod tests {
         let manifest = Manifest::load(&path).unwrap();
         let function = manifest.http_function().unwrap();
         assert_eq!(function.id, "ember-function");
-        assert_eq!(function.routes, vec![Route::Prefix(String::new())]);
+        assert_eq!(function.routes, vec![SpinRoute::Prefix(String::new())]);
         assert!(function.models.unwrap().ends_with("models"));
         assert!(function.wasi_nn_source.is_some());
         let [demo] = &manifest.static_sites().unwrap()[..] else {
             panic!("one static site expected");
         };
         assert_eq!(demo.id, "ember-demo");
-        assert_eq!(demo.route, Route::Prefix("/demo".into()));
+        assert_eq!(demo.route, SpinRoute::Prefix("/demo".into()));
         let destinations: Vec<&str> = demo.mounts.iter().map(|(_, d)| d.as_str()).collect();
         assert_eq!(destinations, ["/", "/pkg", "/models"]);
         // Its URL source is not a local file the build must produce.

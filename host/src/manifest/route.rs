@@ -4,23 +4,23 @@ use anyhow::ensure;
 
 /// A Spin HTTP route: exact (`/predict`) or prefix wildcard (`/api/...`, `/...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub enum SpinRoute {
     /// Matches one path.
     Exact(String),
     /// Matches a path and everything below it.
     Prefix(String),
 }
 
-impl std::fmt::Display for Route {
+impl std::fmt::Display for SpinRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Route::Exact(path) => write!(f, "{path}"),
-            Route::Prefix(prefix) => write!(f, "{prefix}/..."),
+            SpinRoute::Exact(path) => write!(f, "{path}"),
+            SpinRoute::Prefix(prefix) => write!(f, "{prefix}/..."),
         }
     }
 }
 
-impl Route {
+impl SpinRoute {
     /// Parses Spin's route syntax.
     pub fn parse(route: &str) -> anyhow::Result<Self> {
         ensure!(
@@ -28,8 +28,8 @@ impl Route {
             "route '{route}' must start with '/'"
         );
         Ok(match route.strip_suffix("/...") {
-            Some(prefix) => Route::Prefix(prefix.to_string()),
-            None => Route::Exact(route.trim_end_matches('/').to_string()),
+            Some(prefix) => SpinRoute::Prefix(prefix.to_string()),
+            None => SpinRoute::Exact(route.trim_end_matches('/').to_string()),
         })
     }
 }
@@ -40,16 +40,22 @@ mod tests {
 
     #[test]
     fn routes_follow_spin_syntax() {
-        assert_eq!(Route::parse("/...").unwrap(), Route::Prefix(String::new()));
         assert_eq!(
-            Route::parse("/api/...").unwrap(),
-            Route::Prefix("/api".into())
+            SpinRoute::parse("/...").unwrap(),
+            SpinRoute::Prefix(String::new())
         );
         assert_eq!(
-            Route::parse("/predict/").unwrap(),
-            Route::Exact("/predict".into())
+            SpinRoute::parse("/api/...").unwrap(),
+            SpinRoute::Prefix("/api".into())
         );
-        assert_eq!(Route::parse("/api/...").unwrap().to_string(), "/api/...");
-        assert!(Route::parse("predict").is_err());
+        assert_eq!(
+            SpinRoute::parse("/predict/").unwrap(),
+            SpinRoute::Exact("/predict".into())
+        );
+        assert_eq!(
+            SpinRoute::parse("/api/...").unwrap().to_string(),
+            "/api/..."
+        );
+        assert!(SpinRoute::parse("predict").is_err());
     }
 }

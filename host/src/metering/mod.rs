@@ -93,7 +93,7 @@ impl Decision {
         Some(Self {
             input_sha256: stats.input_sha256.clone(),
             features: telemetry.map(|t| t.features.clone()).unwrap_or_default(),
-            prediction: telemetry.map(|t| t.prediction as i64),
+            prediction: telemetry.and_then(|t| t.prediction).map(|p| p as i64),
             output: String::from_utf8_lossy(output).into_owned(),
             shadow_version: shadow.map(|s| s.version.clone()),
             shadow_prediction: shadow.map(|s| s.prediction as i64),
