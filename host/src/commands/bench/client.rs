@@ -28,8 +28,9 @@ async fn connect(address: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-/// Sends one request on `sender` and checks for 200.
-async fn send(sender: &mut SendRequest<Full<Bytes>>, probe: &Probe) -> anyhow::Result<()> {
+/// Sends one request on `sender` and checks for 200; `Ok(false)` when the server closes the
+/// connection after it (a gunicorn sync worker does after every request).
+async fn send(sender: &mut SendRequest<Full<Bytes>>, probe: &Probe) -> anyhow::Result<bool> {
     sender.ready().await?;
     let request = hyper::Request::post(&probe.path)
         .header(hyper::header::HOST, &probe.address)
@@ -37,18 +38,24 @@ async fn send(sender: &mut SendRequest<Full<Bytes>>, probe: &Probe) -> anyhow::R
         .body(Full::new(probe.body.clone()))?;
     let response = sender.send_request(request).await?;
     let status = response.status();
+    let closes = response
+        .headers()
+        .get(hyper::header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
     response.into_body().collect().await?;
     anyhow::ensure!(status == 200, "status {status}");
-    Ok(())
+    Ok(!closes)
 }
 
 /// Sends one request on a fresh connection (cold start probes).
 pub async fn once(probe: &Probe) -> anyhow::Result<()> {
-    send(&mut connect(&probe.address).await?, probe).await
+    send(&mut connect(&probe.address).await?, probe).await?;
+    Ok(())
 }
 
 /// Runs `concurrency` workers back to back for `duration` (or `max_requests` in all) and
-/// returns every request's latency.
+/// returns every request's latency (a reconnection, where the server closed the connection,
+/// counts in the next request's).
 pub async fn load(
     probe: &Probe,
     concurrency: usize,
@@ -62,10 +69,14 @@ pub async fn load(
         let probe = probe.clone();
         workers.push(tokio::spawn(async move {
             let mut sender = connect(&probe.address).await?;
+            let mut open = true;
             let mut samples = Samples::default();
             while started.elapsed() < duration && samples.len() < per_worker {
                 let t = Instant::now();
-                send(&mut sender, &probe).await?;
+                if !open {
+                    sender = connect(&probe.address).await?;
+                }
+                open = send(&mut sender, &probe).await?;
                 samples.push(t.elapsed());
             }
             anyhow::Ok(samples)

@@ -1,11 +1,13 @@
 //! `ember bench`: every performance target, measured in one run against baselines from the same
 //! run (this machine is noisy): native tract inference is the floor; end-to-end latency over
-//! loopback HTTP, overhead above the floor, throughput at several concurrencies, cold start,
-//! metering overhead, the embedded variant against the wasi-nn one, scale to zero, and the browser
-//! package in Chromium.
+//! loopback HTTP, overhead above the floor, throughput at several concurrencies, cold start, the
+//! fast-path table against the seed's Flask server and hello-world components (with metering on
+//! and off), the embedded variant against the wasi-nn one, scale to zero, and the browser package
+//! in Chromium.
 
 mod browser;
 mod client;
+mod peers;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -49,6 +51,26 @@ pub struct BenchArgs {
     /// The Chromium driver (the browser tests' own), with playwright-core installed beside it.
     #[arg(long, default_value = "tests/browser/drive.mjs")]
     pub browser_driver: PathBuf,
+    /// Run only these sections (repeatable; default: all). The native floor always runs.
+    #[arg(long, value_enum)]
+    pub only: Vec<Section>,
+}
+
+/// The sections of the report.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// Warm latency and throughput.
+    Warm,
+    /// Cold start.
+    ColdStart,
+    /// Ember against the seed's Flask server, hello-world components and the host's floor.
+    FastPath,
+    /// The embedded build against the wasi-nn build.
+    Variants,
+    /// Idle unload and reload.
+    ScaleToZero,
+    /// The browser package in Chromium.
+    Browser,
 }
 
 const MODELS: [&str; 2] = ["credit-risk", "digits"];
@@ -74,6 +96,30 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         floors.push(floor.p50_us());
     }
 
+    let runs = |section| args.only.is_empty() || args.only.contains(&section);
+    if runs(Section::Warm) {
+        warm(&runtime, &args, &floors)?;
+    }
+    if runs(Section::ColdStart) {
+        cold_start(&runtime, &args)?;
+    }
+    if runs(Section::FastPath) {
+        peers::run(&runtime, &args)?;
+    }
+    if runs(Section::Variants) {
+        variants(&runtime, &args)?;
+    }
+    if runs(Section::ScaleToZero) {
+        scale_to_zero(&runtime, &args)?;
+    }
+    if runs(Section::Browser) {
+        browser::run(&args, &floors)?;
+    }
+    Ok(())
+}
+
+/// Warm latency over loopback HTTP (overhead above the native floor) and throughput.
+fn warm(runtime: &tokio::runtime::Runtime, args: &BenchArgs, floors: &[f64]) -> anyhow::Result<()> {
     let mut server = spawn_server(&args.cache_dir, &["--preload"])?;
     let probes: Vec<Probe> = MODELS
         .iter()
@@ -84,8 +130,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "{:<12} {:>8} {:>8} {:>10} {:>12}",
         "model", "p50", "p99", "overhead", "e2e/native"
     );
-    for ((model, probe), floor) in MODELS.iter().zip(&probes).zip(&floors) {
-        let samples = warm_latency(&runtime, probe, args.requests)?;
+    for ((model, probe), floor) in MODELS.iter().zip(&probes).zip(floors) {
+        let samples = warm_latency(runtime, probe, args.requests)?;
         let p50 = samples.p50_us();
         println!(
             "{model:<12} {p50:>8.1} {:>8.1} {:>10.1} {:>11.1}x",
@@ -117,6 +163,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("target: ≥ 5,000 req/s for credit-risk at c=32");
     stop(&mut server.0);
 
+    Ok(())
+}
+
+/// Process spawn → first `/predict` response, cached component.
+fn cold_start(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()> {
     println!("\n## Cold start: process spawn → first /predict response (ms)");
     let mut cold = Samples::default();
     for _ in 0..args.cold_runs {
@@ -134,10 +185,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         cold.len()
     );
 
-    metering_overhead(&runtime, &args)?;
-    variants(&runtime, &args)?;
-    scale_to_zero(&runtime, &args)?;
-    browser::run(&args, &floors)?;
     Ok(())
 }
 
@@ -188,46 +235,6 @@ fn variants(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resu
          non-inference work; target ≤ 2x), digits {:.2}x (includes ~337k MACs of in-guest inference)",
         fuel[1] / fuel[0],
         fuel[3] / fuel[2]
-    );
-    Ok(())
-}
-
-/// Throughput at concurrency 32 with metering (fuel, ledger, cost) on and off, same run.
-fn metering_overhead(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()> {
-    println!(
-        "\n## Metering overhead: credit-risk, c=32, {:.0} s per point",
-        args.seconds
-    );
-    let mut rates = Vec::new();
-    for (label, extra) in [
-        ("metering off", vec!["--preload", "--no-metering"]),
-        ("metering on", vec!["--preload"]),
-    ] {
-        let (mut child, address) = spawn_server(&args.cache_dir, &extra)?;
-        let probe = probe(&args.models, &address, MODELS[0])?;
-        runtime.block_on(client::load(
-            &probe,
-            8,
-            Duration::from_millis(500),
-            usize::MAX,
-        ))?;
-        let (samples, elapsed) = runtime.block_on(client::load(
-            &probe,
-            32,
-            Duration::from_secs_f64(args.seconds),
-            usize::MAX,
-        ))?;
-        stop(&mut child);
-        let rate = samples.len() as f64 / elapsed.as_secs_f64();
-        println!(
-            "{label:<14} {rate:>8.0} req/s   p50 {:>8.1} µs",
-            samples.p50_us()
-        );
-        rates.push(rate);
-    }
-    println!(
-        "metering on / off: {:.3} (target ≥ 0.95, i.e. ≤ 5% slower)",
-        rates[1] / rates[0]
     );
     Ok(())
 }

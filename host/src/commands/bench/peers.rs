@@ -1,0 +1,328 @@
+//! The fast-path table: Ember's `/predict` against its peers and floors, measured in the same
+//! run — the seed's Flask + onnxruntime server (`scripts/peers/flask_seed.py` under gunicorn),
+//! Ember with metering on and off, the embedded build on Ember and on upstream `wasmtime serve`,
+//! a hello-world wasi:http component on both hosts, and the host's own HTTP floor. Peers that are
+//! not installed are reported as skipped, never guessed.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use ember_contract::names::GUEST_MODELS_DIR;
+
+use super::client::{self, Probe};
+use super::{probe, spawn_server, stop, BenchArgs, MODELS};
+
+/// Longest a peer may take to start serving (wasmtime serve compiles the embedded build).
+const START_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Concurrencies of the table.
+const CONCURRENCY: [usize; 2] = [1, 32];
+
+/// Rows the targets are stated against.
+const SEED: &str = "Flask + onnxruntime (seed, gunicorn -w 2)";
+const METERING_ON: &str = "Ember, metering on";
+const METERING_OFF: &str = "Ember, metering off";
+const EMBEDDED_ON_WASMTIME: &str = "wasmtime serve, embedded build";
+const HELLO_ON_WASMTIME: &str = "hello world on wasmtime serve";
+
+/// One row: what was measured, or why it was not.
+struct Row {
+    label: &'static str,
+    rates: Result<[f64; 2], String>,
+}
+
+/// Prints the table and the ratios the fast-path targets are stated in.
+pub fn run(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()> {
+    println!(
+        "\n## Fast path: credit-risk /predict and its peers, requests/s ({:.0} s per point)",
+        args.seconds
+    );
+    let hello = PathBuf::from(env!("EMBER_MISBEHAVE_WASM"));
+    let embedded = PathBuf::from(crate::preinit::DEFAULT_OUTPUT);
+    let mut rows = Vec::new();
+    rows.push(Row {
+        label: SEED,
+        rates: flask(&args.models).and_then(|peer| measure(runtime, args, peer, None)),
+    });
+    for (label, extra) in [
+        (METERING_ON, vec!["--preload"]),
+        (METERING_OFF, vec!["--preload", "--no-metering"]),
+        (
+            "Ember, embedded build",
+            vec!["--preload", "--variant", "embedded"],
+        ),
+    ] {
+        rows.push(Row {
+            label,
+            rates: ember(args, &extra).and_then(|peer| measure(runtime, args, peer, None)),
+        });
+    }
+    rows.push(Row {
+        label: EMBEDDED_ON_WASMTIME,
+        rates: wasmtime_serve(&embedded, &args.models)
+            .and_then(|peer| measure(runtime, args, peer, None)),
+    });
+    let component = hello.to_string_lossy().into_owned();
+    for (label, extra) in [
+        (
+            "hello world on Ember, metering on",
+            vec!["--component", &component],
+        ),
+        (
+            "hello world on Ember, metering off",
+            vec!["--component", &component, "--no-metering"],
+        ),
+    ] {
+        rows.push(Row {
+            label,
+            rates: ember(args, &extra).and_then(|peer| measure(runtime, args, peer, Some("/"))),
+        });
+    }
+    rows.push(Row {
+        label: HELLO_ON_WASMTIME,
+        rates: wasmtime_serve(&hello, &args.models)
+            .and_then(|peer| measure(runtime, args, peer, Some("/"))),
+    });
+    rows.push(Row {
+        label: "Ember's own route /-/health (no wasm)",
+        rates: ember(args, &[]).and_then(|peer| measure(runtime, args, peer, Some("/-/health"))),
+    });
+    print_table(&rows);
+    print_ratios(&rows);
+    Ok(())
+}
+
+/// A server the table measures, stopped when dropped.
+struct Peer {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// Requests per second at each of [`CONCURRENCY`] against `peer` (`path` instead of credit-risk's
+/// `/predict`, for the hello world and the host's floor), after a short warm-up.
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    args: &BenchArgs,
+    peer: Peer,
+    path: Option<&str>,
+) -> Result<[f64; 2], String> {
+    let mut probe = probe(&args.models, &peer.address, MODELS[0]).map_err(|e| e.to_string())?;
+    probe.path = path.unwrap_or("/predict").to_string();
+    let rate = |concurrency: usize, seconds: f64| -> Result<f64, String> {
+        let (samples, elapsed) = runtime
+            .block_on(client::load(
+                &probe,
+                concurrency,
+                Duration::from_secs_f64(seconds),
+                usize::MAX,
+            ))
+            .map_err(|e| format!("load failed: {e:#}"))?;
+        Ok(samples.len() as f64 / elapsed.as_secs_f64())
+    };
+    rate(8, 0.5)?;
+    let rates = [
+        rate(CONCURRENCY[0], args.seconds)?,
+        rate(CONCURRENCY[1], args.seconds)?,
+    ];
+    drop(peer);
+    Ok(rates)
+}
+
+fn ember(args: &BenchArgs, extra: &[&str]) -> Result<Peer, String> {
+    let (child, address) = spawn_server(&args.cache_dir, extra).map_err(|e| format!("{e:#}"))?;
+    Ok(Peer { child, address })
+}
+
+/// The seed's server from the peers' virtual environment (scripts/peers/setup).
+fn flask(models: &Path) -> Result<Peer, String> {
+    let venv = std::env::var_os("EMBER_PEERS_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(cache.join("ember/peers-venv"))
+        })
+        .ok_or("no HOME to find the peers in")?;
+    let gunicorn = venv.join("bin/gunicorn");
+    if !gunicorn.is_file() {
+        return Err(format!(
+            "skipped: {} is missing (run scripts/peers/setup)",
+            gunicorn.display()
+        ));
+    }
+    let address = free_address()?;
+    let models = std::fs::canonicalize(models).map_err(|e| format!("{}: {e}", models.display()))?;
+    let child = Command::new(gunicorn)
+        .args(["-w", "2", "-b", &address, "--chdir", "scripts/peers"])
+        .args(["--log-level", "warning", "flask_seed:app"])
+        .env("EMBER_MODELS", models)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("gunicorn: {e}"))?;
+    let peer = Peer { child, address };
+    wait_until_serving(&peer)?;
+    Ok(peer)
+}
+
+/// Upstream `wasmtime serve` (tests/wasmtime-serve, built beside `ember`) serving `component`
+/// with the models mounted as on Spin.
+fn wasmtime_serve(component: &Path, models: &Path) -> Result<Peer, String> {
+    let binary = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name("wasmtime-serve");
+    if !binary.is_file() {
+        return Err(format!(
+            "skipped: {} is missing (cargo build --release builds it)",
+            binary.display()
+        ));
+    }
+    if !component.is_file() {
+        return Err(format!(
+            "skipped: {} is missing (ember preinit writes it)",
+            component.display()
+        ));
+    }
+    let mut child = Command::new(binary)
+        .args(["--addr", "127.0.0.1:0", "-S", "cli", "--dir"])
+        .arg(format!("{}::{GUEST_MODELS_DIR}", models.display()))
+        .arg(component)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("wasmtime serve: {e}"))?;
+    let logged = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child
+        .stderr
+        .take()
+        .context("stderr")
+        .map_err(|e| e.to_string())?;
+    let sink = logged.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    let started = Instant::now();
+    loop {
+        let text = logged.lock().unwrap().clone();
+        if let Some(rest) = text.split("Serving HTTP on http://").nth(1) {
+            let address = rest
+                .split(['/', ' ', '\n'])
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            return Ok(Peer { child, address });
+        }
+        if started.elapsed() > START_DEADLINE || child.try_wait().ok().flatten().is_some() {
+            stop(&mut child);
+            return Err(format!("wasmtime serve did not start: {text}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A loopback address no one listens on right now.
+fn free_address() -> Result<String, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string())
+}
+
+/// Waits until `peer` answers a request (its workers have loaded the model).
+fn wait_until_serving(peer: &Peer) -> Result<(), String> {
+    let started = Instant::now();
+    let body = Bytes::from_static(br#"{"age": 42, "income": 52000, "credit_score": 710}"#);
+    let probe = Probe {
+        address: peer.address.clone(),
+        path: "/predict".into(),
+        body,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    while runtime.block_on(client::once(&probe)).is_err() {
+        if started.elapsed() > START_DEADLINE {
+            return Err(format!("{} did not start serving", peer.address));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(["server", "c=1", "c=32"]);
+    for row in rows {
+        let cells = match &row.rates {
+            Ok(rates) => rates.map(|r| format!("{r:.0}")).to_vec(),
+            Err(why) => vec![why.clone(), String::new()],
+        };
+        table.add_row([vec![row.label.to_string()], cells].concat());
+    }
+    for column in 1..3 {
+        if let Some(column) = table.column_mut(column) {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    println!("{table}");
+}
+
+/// The targets of the fast path, as ratios of rows of this run.
+fn print_ratios(rows: &[Row]) {
+    let rate = |label: &str, c: usize| {
+        rows.iter()
+            .find(|r| r.label == label)
+            .and_then(|r| r.rates.as_ref().ok())
+            .map(|rates| rates[c])
+    };
+    let ratio = |what: &str, a: (&str, usize), b: (&str, usize), target: &str| match (
+        rate(a.0, a.1),
+        rate(b.0, b.1),
+    ) {
+        (Some(x), Some(y)) => println!("{what}: {:.2}x (target {target})", x / y),
+        _ => println!("{what}: not measured (a row above was skipped)"),
+    };
+    ratio(
+        "Ember / Flask at c=32",
+        (METERING_ON, 1),
+        (SEED, 1),
+        "≥ 10x",
+    );
+    ratio("Ember / Flask at c=1", (METERING_ON, 0), (SEED, 0), "≥ 3x");
+    ratio(
+        "metering on / off at c=32",
+        (METERING_ON, 1),
+        (METERING_OFF, 1),
+        "≥ 0.95",
+    );
+    ratio(
+        "embedded / hello world on wasmtime serve at c=32",
+        (EMBEDDED_ON_WASMTIME, 1),
+        (HELLO_ON_WASMTIME, 1),
+        "≥ 0.70",
+    );
+}
