@@ -15,13 +15,10 @@ use crate::front::router::Router;
 use crate::front::static_files::StaticSite;
 use crate::front::{Front, IdleClock};
 use crate::manifest::{Manifest, SpinRoute, DEFAULT_MANIFEST};
-use crate::metering::drift::DriftMonitor;
-use crate::metering::ledger::{Ledger, LedgerArg};
-use crate::metering::meter::Meter;
-use crate::metering::metrics::Metrics;
-use crate::metering::prices::PriceTable;
+use crate::metering::meter::MeteringArgs;
 use crate::nn::registry::{GraphStore, DEFAULT_MODELS_DIR};
 use crate::nn::tract::TractBackend;
+use crate::nn::NnArgs;
 use crate::preinit;
 use crate::runtime::{Runtime, RuntimeArgs, RuntimeConfig};
 
@@ -56,24 +53,15 @@ pub struct UpArgs {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// The usage ledger.
+    /// The ledger, prices and whether to meter.
     #[command(flatten)]
-    pub ledger: LedgerArg,
-    /// Price table (TOML); the built-in one is in README ("Metering").
-    #[arg(long)]
-    pub prices: Option<PathBuf>,
-    /// Serve without metering: no fuel counting, no ledger, no cost headers (for comparison).
-    #[arg(long)]
-    pub no_metering: bool,
-    /// Unload a model's graph after this many seconds without use (reloaded on next use).
-    #[arg(long, default_value_t = 300.0)]
-    pub idle_unload: f64,
+    pub metering: MeteringArgs,
     /// Exit cleanly after this many seconds without requests (scale to zero).
     #[arg(long)]
     pub idle_exit: Option<f64>,
-    /// Load every graph at start instead of on first use.
-    #[arg(long)]
-    pub preload: bool,
+    /// When graphs load and unload.
+    #[command(flatten)]
+    pub nn: NnArgs,
 }
 
 /// Starts the server and runs until interrupted.
@@ -96,7 +84,7 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         DirCatalog::new(&function.models),
         Box::new(TractBackend),
     ));
-    if args.preload {
+    if args.nn.preload {
         graphs
             .load_all()
             .with_context(|| format!("loading models from {}", function.models.display()))?;
@@ -105,29 +93,14 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         component: function.component.clone(),
         limits: args.runtime.clone(),
         env: function.env.clone(),
-        fuel: !args.no_metering,
+        fuel: args.metering.enabled(),
     };
     let runtime = Runtime::new(config, graphs.clone())?;
     let front = Arc::new(Front {
         runtime,
-        meter: Meter {
-            function: function
-                .component
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            ledger: (!args.no_metering)
-                .then(|| Ledger::open(&args.ledger.path))
-                .transpose()?,
-            prices: args
-                .prices
-                .as_deref()
-                .map(PriceTable::load)
-                .transpose()?
-                .unwrap_or_default(),
-            metrics: Metrics::default(),
-            drift: DriftMonitor::new(graphs.catalog().root()),
-        },
+        meter: args
+            .metering
+            .meter(&function.name(), graphs.catalog().root())?,
         default_model: function.default_model.clone(),
         router: Router::new(&function.routes, function.sites.iter().map(|s| &s.route))?,
         sites: function.sites.clone(),
@@ -142,17 +115,16 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         component = %function.component.display(),
         variant = ?args.variant,
         compiled = ?front.runtime.cache,
-        metering = !args.no_metering,
+        metering = args.metering.enabled(),
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         "ready"
     );
     // The first stdout line is the contract with scripts and tests that start `ember up`.
     println!("ember listening on http://{address}");
     std::io::stdout().flush()?;
-    let idle_unload = Duration::from_secs_f64(args.idle_unload);
     let result = tokio::select! {
         result = crate::front::serve(listener, front.clone()) => result,
-        _ = unload_idle_graphs(&graphs, idle_unload) => Ok(()),
+        _ = args.nn.unload_idle_graphs(&graphs) => Ok(()),
         _ = idle_exit(&front, args.idle_exit) => {
             tracing::info!("idle: exiting (scale to zero)");
             Ok(())
@@ -187,6 +159,14 @@ struct ServedFunction {
 }
 
 impl ServedFunction {
+    /// The function's name, as the ledger records it: its component's file name.
+    fn name(&self) -> String {
+        self.component
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     fn resolve(args: &UpArgs) -> anyhow::Result<Self> {
         let manifest = match &args.manifest {
             Some(path) => Some(Manifest::load(path)?),
@@ -269,16 +249,6 @@ fn preinit_if_stale(out: &Path, models: &Path) -> anyhow::Result<()> {
 }
 
 /// Evicts graphs idle longer than `idle`, forever.
-async fn unload_idle_graphs(graphs: &GraphStore, idle: Duration) {
-    let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
-    loop {
-        tokio::time::sleep(period).await;
-        for graph in graphs.evict_idle(idle) {
-            tracing::info!(%graph, "graph unloaded (idle)");
-        }
-    }
-}
-
 /// Resolves once no request has arrived for `seconds` and none is running; never without a limit.
 async fn idle_exit(front: &Front, seconds: Option<f64>) {
     let Some(seconds) = seconds else {

@@ -2,17 +2,59 @@
 //! and the drift monitor, and durable in the ledger — before the reply leaves, which then carries
 //! the record's id, cost and duration.
 
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ember_contract::headers;
 use hyper::header::HeaderValue;
 
 use super::drift::DriftMonitor;
-use super::ledger::Ledger;
+use super::ledger::{Ledger, LedgerArg};
 use super::metrics::Metrics;
 use super::prices::PriceTable;
 use super::UsageRecord;
 use crate::runtime::Invocation;
+
+/// Metering's options, flattened into `ember up`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MeteringArgs {
+    /// The usage ledger.
+    #[command(flatten)]
+    pub ledger: LedgerArg,
+    /// Price table (TOML); the built-in one is in README ("Metering").
+    #[arg(long)]
+    pub prices: Option<PathBuf>,
+    /// Serve without metering: no fuel counting, no ledger, no cost headers (for comparison).
+    #[arg(long)]
+    pub no_metering: bool,
+}
+
+impl MeteringArgs {
+    /// Whether invocations are metered (fuel counted, records kept).
+    pub fn enabled(&self) -> bool {
+        !self.no_metering
+    }
+
+    /// The meter of `function`, whose models live in `models` (for drift baselines): opens the
+    /// ledger and loads the price table.
+    pub fn meter(&self, function: &str, models: &Path) -> anyhow::Result<Meter> {
+        Ok(Meter {
+            function: function.to_string(),
+            ledger: self
+                .enabled()
+                .then(|| Ledger::open(&self.ledger.path))
+                .transpose()?,
+            prices: self
+                .prices
+                .as_deref()
+                .map(PriceTable::load)
+                .transpose()?
+                .unwrap_or_default(),
+            metrics: Metrics::default(),
+            drift: DriftMonitor::new(models),
+        })
+    }
+}
 
 /// Metering of one function.
 pub struct Meter {

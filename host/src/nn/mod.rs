@@ -2,12 +2,14 @@
 //! host loads on first use and evicts when idle, and the per-request registry that meters
 //! inference.
 
+mod args;
 pub mod metered;
 pub mod registry;
 pub mod tract;
 
 use std::path::Path;
 
+pub use self::args::NnArgs;
 use ember_contract::reference::ReferenceTensor;
 use wasmtime_wasi_nn::Graph;
 
