@@ -10,6 +10,13 @@ pub const DEFAULT_MODEL: &str = "credit-risk";
 /// (a manifest's `environment` may set it; `ember up --default-model` does).
 pub const DEFAULT_MODEL_ENV: &str = "EMBER_DEFAULT_MODEL";
 
+/// Environment variable a host sets (to any value) to receive each prediction's
+/// [`Telemetry`](crate::Telemetry) in the private [`TELEMETRY`](crate::headers::TELEMETRY) header.
+/// Only a host that strips private headers before replying may set it — Ember's host does; Spin and
+/// `wasmtime serve` pass headers through and leave it unset, so the record (features, the shadow's
+/// answer) never reaches a client there.
+pub const TELEMETRY_ENV: &str = "EMBER_TELEMETRY";
+
 /// Where hosts mount the models directory for the function (read-only): Ember's preopen,
 /// `wasmtime serve --dir models::/models`, Spin's `files = [{ source = "models", destination = "/models" }]`.
 pub const GUEST_MODELS_DIR: &str = "/models";

@@ -9,8 +9,8 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_close, ember, models_copy, publish_copy, reference_answers, repo_root, scratch_dir,
-    ReferenceAnswer, Server,
+    assert_close, ember, models_copy, publish_copy, reference_answers, reference_cases, repo_root,
+    scratch_dir, ReferenceAnswer, Server,
 };
 
 /// The pre-initialized embedded function at the path spin.toml names, made once per test run by
@@ -86,6 +86,17 @@ fn embedded_and_wasi_nn_variants_give_the_same_answers_on_ember_and_wasmtime_ser
         );
     }
     assert_same_answers(&embedded, &under_wasmtime, "wasmtime serve vs ember");
+    // Nothing internal reaches a client of a host that passes headers through: the function sends
+    // its telemetry only to a host that asks for it (and strips it), as Ember's does.
+    let reply = serve.post_json_full("/predict", &reference_cases("credit-risk")[0]["request"]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.headers["ember-model-version"], "1");
+    let private: Vec<_> = reply
+        .headers
+        .keys()
+        .filter(|h| h.starts_with("ember-x-"))
+        .collect();
+    assert!(private.is_empty(), "wasmtime serve returned {private:?}");
     // Bad input gets the same error on both hosts.
     let bad = json!({"age": "old", "income": 52000, "credit_score": 710});
     let (status, error) = serve.post_json("/predict", &bad);

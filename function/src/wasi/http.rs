@@ -7,7 +7,7 @@ use wasip2::http::types::{
 };
 use wasip2::io::streams::StreamError;
 
-use ember_contract::names::{DEFAULT_MODEL, DEFAULT_MODEL_ENV};
+use ember_contract::names::{DEFAULT_MODEL, DEFAULT_MODEL_ENV, TELEMETRY_ENV};
 use ember_contract::route::is_v2_path;
 use ember_contract::{headers, ApiError, Code};
 
@@ -117,7 +117,9 @@ fn send(out: ResponseOutparam, response: &Response) {
             model.version.as_bytes().to_vec(),
         ));
     }
-    if let Some(telemetry) = &response.telemetry {
+    // Only for a host that asked for it (and strips it): on others it would reach the client.
+    let wanted = std::env::var_os(TELEMETRY_ENV).is_some();
+    if let Some(telemetry) = response.telemetry.as_ref().filter(|_| wanted) {
         fields.push((
             headers::TELEMETRY.to_string(),
             telemetry.to_header().into_bytes(),

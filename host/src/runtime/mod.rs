@@ -38,7 +38,7 @@ pub use self::state::HostState;
 use self::state::MemoryLimiter;
 use crate::nn::metered::InferenceMeter;
 use crate::nn::registry::{GraphStore, RequestGraphs};
-use ember_contract::names::GUEST_MODELS_DIR;
+use ember_contract::names::{GUEST_MODELS_DIR, TELEMETRY_ENV};
 
 /// Fuel an invocation starts with: far beyond any request; the deadline is the real limit.
 const FUEL_BUDGET: u64 = u64::MAX / 2;
@@ -280,6 +280,8 @@ impl Runtime {
         for (key, value) in &self.config.env {
             wasi.env(key, value);
         }
+        // This host strips the function's private headers, so it asks for the telemetry record.
+        wasi.env(TELEMETRY_ENV, "1");
         let mut state = HostState::new(
             wasi.build(),
             RequestGraphs::new(self.graphs.clone(), meter).into_context(),
