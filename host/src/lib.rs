@@ -9,7 +9,8 @@
 //! - [`front`]: the HTTP front (host endpoints, the manifest's routes and static sites, the
 //!   function);
 //! - [`manifest`]: `spin.toml` as Ember reads it;
-//! - [`preinit`]: pre-initializing the embedded function with its models.
+//! - [`preinit`]: pre-initializing the embedded function with its models;
+//! - [`process`]: watching child processes (the bench's peers, the tests' servers).
 //!
 //! [`commands`] holds one file per CLI command over these; `main.rs` only parses and dispatches.
 //! The contract the host shares with the function is the `ember-contract` crate; the architecture
@@ -24,5 +25,6 @@ pub mod manifest;
 pub mod metering;
 pub mod nn;
 pub mod preinit;
+pub mod process;
 pub mod runtime;
 pub mod stats;

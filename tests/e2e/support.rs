@@ -1,10 +1,11 @@
 //! Starting a real `ember up` on a free loopback port and talking to it over HTTP.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use ember::process::capture;
 use ember_contract::names::{GUEST_MODELS_DIR, REFERENCE_FILE};
 use serde_json::Value;
 
@@ -246,24 +247,6 @@ fn full_reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> 
         headers,
         body,
     }
-}
-
-/// Collects a child's output in the background.
-fn capture(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = text.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    text
 }
 
 impl Drop for Server {

@@ -27,18 +27,12 @@ pub struct UsageArgs {
 /// Runs `ember usage`.
 pub fn run(args: UsageArgs) -> anyhow::Result<()> {
     let conn = args.ledger.open_read_only()?;
-    let since = args
-        .since
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or(i64::MIN);
-    let until = args
-        .until
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or(i64::MAX);
+    // An open end of the window is the whole ledger on that side.
+    let bound = |time: &Option<String>, open: i64| -> anyhow::Result<i64> {
+        Ok(time.as_deref().map(parse_time).transpose()?.unwrap_or(open))
+    };
+    let since = bound(&args.since, i64::MIN)?;
+    let until = bound(&args.until, i64::MAX)?;
     let records = ledger::read(&conn, since, until)?;
     print!("{}", render(&summarize(&records, args.by), args.format)?);
     Ok(())

@@ -4,10 +4,8 @@
 //! a hello-world wasi:http component on both hosts, and the host's own HTTP floor. Peers that are
 //! not installed are reported as skipped, never guessed.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -16,6 +14,7 @@ use ember_contract::names::GUEST_MODELS_DIR;
 
 use super::client::{self, Probe};
 use super::{probe, spawn_server, stop, BenchArgs, MODELS};
+use crate::process::capture;
 
 /// Longest a peer may take to start serving (wasmtime serve compiles the embedded build).
 const START_DEADLINE: Duration = Duration::from_secs(120);
@@ -203,24 +202,12 @@ fn wasmtime_serve(component: &Path, models: &Path) -> Result<Peer, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("wasmtime serve: {e}"))?;
-    let logged = Arc::new(Mutex::new(String::new()));
-    let mut stderr = child
+    let stderr = child
         .stderr
         .take()
         .context("stderr")
         .map_err(|e| e.to_string())?;
-    let sink = logged.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
-    });
+    let logged = capture(stderr);
     let started = Instant::now();
     loop {
         let text = logged.lock().unwrap().clone();
