@@ -1,8 +1,12 @@
 //! Child processes Ember starts and watches (the bench's peers; the end-to-end tests' servers):
-//! collecting what they print.
+//! collecting what they print, and upstream `wasmtime serve` with the function mounted as on Spin.
 
 use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+
+use ember_contract::names::GUEST_MODELS_DIR;
 
 /// Collects everything `stream` yields, in the background, into the returned text.
 pub fn capture(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
@@ -20,4 +24,42 @@ pub fn capture(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
         }
     });
     text
+}
+
+/// Starts upstream `wasmtime serve` (`binary`, built from tests/wasmtime-serve) on a free loopback
+/// port serving `component`, with `models` mounted at the guest's models directory as spin.toml
+/// mounts it; returns the child and its log ([`serving_address`] reads the address from it).
+pub fn spawn_wasmtime_serve(
+    binary: &Path,
+    component: &Path,
+    models: &Path,
+) -> std::io::Result<(Child, Arc<Mutex<String>>)> {
+    let mut child = Command::new(binary)
+        .args(["--addr", "127.0.0.1:0", "-S", "cli", "--dir"])
+        .arg(format!("{}::{GUEST_MODELS_DIR}", models.display()))
+        .arg(component)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let log = capture(child.stderr.take().expect("stderr is piped"));
+    Ok((child, log))
+}
+
+/// The `host:port` `wasmtime serve` announced in its log, once it has.
+pub fn serving_address(log: &str) -> Option<String> {
+    let rest = log.split("Serving HTTP on http://").nth(1)?;
+    let address = rest.split(['/', ' ', '\n']).next()?;
+    (!address.is_empty()).then(|| address.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_announced_address_is_read_from_the_log() {
+        let log = "warning: x\nServing HTTP on http://127.0.0.1:41234/\n";
+        assert_eq!(serving_address(log).as_deref(), Some("127.0.0.1:41234"));
+        assert_eq!(serving_address("compiling..."), None);
+    }
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use ember::process::capture;
-use ember_contract::names::{GUEST_MODELS_DIR, REFERENCE_FILE};
+use ember::process::{capture, serving_address, spawn_wasmtime_serve};
+use ember_contract::names::REFERENCE_FILE;
 use serde_json::Value;
 
 /// The repository root (tests run with the host package as their directory).
@@ -104,27 +104,15 @@ impl Server {
             "{} is missing: `cargo build --release` builds it (scripts/test runs it)",
             wasmtime.display()
         );
-        let models = repo_root().join("models");
-        let mut child = Command::new(wasmtime)
-            .args(["--addr", "127.0.0.1:0", "-S", "cli", "--dir"])
-            .arg(format!("{}::{GUEST_MODELS_DIR}", models.display()))
-            .arg(component)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("wasmtime runs");
-        let stderr = capture(child.stderr.take().unwrap());
+        let (mut child, stderr) =
+            spawn_wasmtime_serve(&wasmtime, component, &repo_root().join("models"))
+                .expect("wasmtime runs");
         // Compiling the ~10 MB embedded component takes a while on two cores.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
         let base = loop {
             let logged = stderr.lock().unwrap().clone();
-            if let Some(rest) = logged.split("Serving HTTP on ").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .trim_end_matches('/')
-                    .to_string();
+            if let Some(address) = serving_address(&logged) {
+                break format!("http://{address}");
             }
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("wasmtime serve exited ({status}):\n{logged}");

@@ -8,13 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use bytes::Bytes;
-use ember_contract::names::GUEST_MODELS_DIR;
 
 use super::client::{self, Probe};
 use super::{probe, spawn_server, stop, BenchArgs, MODELS};
-use crate::process::capture;
+use crate::process::{serving_address, spawn_wasmtime_serve};
 
 /// Longest a peer may take to start serving (wasmtime serve compiles the embedded build).
 const START_DEADLINE: Duration = Duration::from_secs(120);
@@ -194,29 +192,12 @@ fn wasmtime_serve(component: &Path, models: &Path) -> Result<Peer, String> {
             component.display()
         ));
     }
-    let mut child = Command::new(binary)
-        .args(["--addr", "127.0.0.1:0", "-S", "cli", "--dir"])
-        .arg(format!("{}::{GUEST_MODELS_DIR}", models.display()))
-        .arg(component)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+    let (mut child, logged) = spawn_wasmtime_serve(&binary, component, models)
         .map_err(|e| format!("wasmtime serve: {e}"))?;
-    let stderr = child
-        .stderr
-        .take()
-        .context("stderr")
-        .map_err(|e| e.to_string())?;
-    let logged = capture(stderr);
     let started = Instant::now();
     loop {
         let text = logged.lock().unwrap().clone();
-        if let Some(rest) = text.split("Serving HTTP on http://").nth(1) {
-            let address = rest
-                .split(['/', ' ', '\n'])
-                .next()
-                .unwrap_or_default()
-                .to_string();
+        if let Some(address) = serving_address(&text) {
             return Ok(Peer { child, address });
         }
         if started.elapsed() > START_DEADLINE || child.try_wait().ok().flatten().is_some() {
