@@ -1,9 +1,11 @@
-//! The durable usage ledger: SQLite in WAL mode, written by one thread off the hot path with group
-//! commit. A request's reply waits until the batch holding its record has committed, so a client
-//! that got a reply has its record on disk, even if the host is killed right after.
+//! The durable usage ledger: SQLite in WAL mode over one connection. A reply that commits alone
+//! writes its record itself; concurrent replies queue for a writer thread that group-commits them.
+//! Either way a reply waits until its record has committed, so a client that got a reply has its
+//! record on disk, even if the host is killed right after.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::Context as _;
@@ -62,8 +64,11 @@ CREATE INDEX decisions_by_model ON decisions (model, model_version, started_at_u
 
 type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
 
-/// The writer side of the ledger.
+/// The writer side of the ledger: one connection, used by a reply that commits alone, else by the
+/// writer thread, which commits the replies waiting for it in one batch.
 pub struct Ledger {
+    conn: Arc<Mutex<Connection>>,
+    committing: AtomicUsize,
     sender: Option<mpsc::Sender<(UsageRecord, Ack)>>,
     writer: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -123,11 +128,15 @@ impl Ledger {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         )?;
+        let conn = Arc::new(Mutex::new(conn));
         let (sender, receiver) = mpsc::channel();
+        let shared = conn.clone();
         let writer = std::thread::Builder::new()
             .name("ember-ledger".into())
-            .spawn(move || write_batches(conn, receiver))?;
+            .spawn(move || write_batches(&shared, receiver))?;
         Ok(Self {
+            conn,
+            committing: AtomicUsize::new(0),
             sender: Some(sender),
             writer: Some(writer),
             path: path.to_path_buf(),
@@ -139,8 +148,16 @@ impl Ledger {
         &self.path
     }
 
-    /// Queues `record` and waits until its batch has committed.
+    /// Commits `record` durably (a reply is sent only after this returns): right here when no
+    /// other commit is under way — saving the two thread hand-offs a queued commit costs — else
+    /// queued for the writer thread's next batch, which group-commits concurrent replies.
     pub async fn commit(&self, record: UsageRecord) -> anyhow::Result<()> {
+        let _committing = Committing::enter(&self.committing);
+        if _committing.alone {
+            if let Ok(mut conn) = self.conn.try_lock() {
+                return insert(&mut conn, std::iter::once(&record)).context("ledger commit failed");
+            }
+        }
         let (ack, committed) = tokio::sync::oneshot::channel();
         self.sender
             .as_ref()
@@ -154,6 +171,25 @@ impl Ledger {
     }
 }
 
+/// Counts a commit under way until dropped (also when the reply's future is dropped midway).
+struct Committing<'a> {
+    counter: &'a AtomicUsize,
+    alone: bool,
+}
+
+impl<'a> Committing<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        let alone = counter.fetch_add(1, Ordering::AcqRel) == 0;
+        Self { counter, alone }
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Drop for Ledger {
     /// Flushes queued records before the process exits.
     fn drop(&mut self) {
@@ -164,7 +200,7 @@ impl Drop for Ledger {
     }
 }
 
-fn write_batches(mut conn: Connection, receiver: mpsc::Receiver<(UsageRecord, Ack)>) {
+fn write_batches(conn: &Mutex<Connection>, receiver: mpsc::Receiver<(UsageRecord, Ack)>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -173,10 +209,12 @@ fn write_batches(mut conn: Connection, receiver: mpsc::Receiver<(UsageRecord, Ac
                 Err(_) => break,
             }
         }
+        let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let result = insert(&mut conn, batch.iter().map(|(r, _)| r)).map_err(|e| {
             tracing::error!(error = %e, "ledger commit failed");
             e.to_string()
         });
+        drop(conn);
         for (_, ack) in batch {
             let _ = ack.send(result.clone());
         }
