@@ -43,20 +43,22 @@ impl Telemetry {
     /// The record as a header value (JSON; only ASCII, as header values must be).
     pub fn to_header(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
-        // Versions and codes are ASCII names; escape anything else rather than drop the record.
-        json.chars()
-            .map(|c| {
-                if c.is_ascii() {
-                    c.to_string()
-                } else {
-                    let mut units = [0u16; 2];
-                    c.encode_utf16(&mut units)
-                        .iter()
-                        .map(|u| format!("\\u{u:04x}"))
-                        .collect()
+        // Versions and codes are ASCII names, so this is the usual case: no copy.
+        if json.is_ascii() {
+            return json;
+        }
+        // Escape anything else (it can only sit inside JSON strings) rather than drop the record.
+        let mut ascii = String::with_capacity(json.len() + 16);
+        for c in json.chars() {
+            if c.is_ascii() {
+                ascii.push(c);
+            } else {
+                for unit in c.encode_utf16(&mut [0u16; 2]) {
+                    ascii.push_str(&format!("\\u{unit:04x}"));
                 }
-            })
-            .collect()
+            }
+        }
+        ascii
     }
 
     /// Parses a header value written by [`Telemetry::to_header`].

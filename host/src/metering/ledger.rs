@@ -152,8 +152,8 @@ impl Ledger {
     /// other commit is under way — saving the two thread hand-offs a queued commit costs — else
     /// queued for the writer thread's next batch, which group-commits concurrent replies.
     pub async fn commit(&self, record: UsageRecord) -> anyhow::Result<()> {
-        let _committing = Committing::enter(&self.committing);
-        if _committing.alone {
+        let committing = Committing::enter(&self.committing);
+        if committing.alone {
             if let Ok(mut conn) = self.conn.try_lock() {
                 return insert(&mut conn, std::iter::once(&record)).context("ledger commit failed");
             }
