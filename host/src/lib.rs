@@ -10,6 +10,7 @@
 //!   function);
 //! - [`manifest`]: `spin.toml` as Ember reads it;
 //! - [`preinit`]: pre-initializing the embedded function with its models;
+//! - [`in_flight`]: counting what is under way (invocations, ledger commits);
 //! - [`process`]: watching child processes (the bench's peers, the tests' servers).
 //!
 //! [`commands`] holds one file per CLI command over these; `main.rs` only parses and dispatches.
@@ -21,6 +22,7 @@
 pub mod atomic_file;
 pub mod commands;
 pub mod front;
+pub mod in_flight;
 pub mod manifest;
 pub mod metering;
 pub mod nn;

@@ -4,7 +4,7 @@
 //! record on disk, even if the host is killed right after.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use rusqlite::{params, Connection, OpenFlags};
 
 use super::{Decision, UsageRecord};
+use crate::in_flight::InFlight;
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -68,7 +69,7 @@ type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
 /// writer thread, which commits the replies waiting for it in one batch.
 pub struct Ledger {
     conn: Arc<Mutex<Connection>>,
-    committing: AtomicUsize,
+    committing: AtomicU64,
     sender: Option<mpsc::Sender<(UsageRecord, Ack)>>,
     writer: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -136,7 +137,7 @@ impl Ledger {
             .spawn(move || write_batches(&shared, receiver))?;
         Ok(Self {
             conn,
-            committing: AtomicUsize::new(0),
+            committing: AtomicU64::new(0),
             sender: Some(sender),
             writer: Some(writer),
             path: path.to_path_buf(),
@@ -152,8 +153,8 @@ impl Ledger {
     /// other commit is under way — saving the two thread hand-offs a queued commit costs — else
     /// queued for the writer thread's next batch, which group-commits concurrent replies.
     pub async fn commit(&self, record: UsageRecord) -> anyhow::Result<()> {
-        let committing = Committing::enter(&self.committing);
-        if committing.alone {
+        let committing = InFlight::enter(&self.committing);
+        if committing.alone() {
             if let Ok(mut conn) = self.conn.try_lock() {
                 return insert(&mut conn, std::iter::once(&record)).context("ledger commit failed");
             }
@@ -168,25 +169,6 @@ impl Ledger {
             .await
             .map_err(|_| anyhow::anyhow!("ledger writer stopped"))?
             .map_err(|e| anyhow::anyhow!(e))
-    }
-}
-
-/// Counts a commit under way until dropped (also when the reply's future is dropped midway).
-struct Committing<'a> {
-    counter: &'a AtomicUsize,
-    alone: bool,
-}
-
-impl<'a> Committing<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Self {
-        let alone = counter.fetch_add(1, Ordering::AcqRel) == 0;
-        Self { counter, alone }
-    }
-}
-
-impl Drop for Committing<'_> {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

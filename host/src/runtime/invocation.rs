@@ -49,23 +49,6 @@ pub struct Invocation {
     pub stats: InvocationStats,
 }
 
-/// Counts an invocation as active until dropped — also when a client hangs up and hyper drops
-/// the invocation's future midway.
-pub(super) struct ActiveGuard<'a>(&'a AtomicU64);
-
-impl<'a> ActiveGuard<'a> {
-    pub(super) fn enter(counter: &'a AtomicU64) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter)
-    }
-}
-
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Watches the request body stream by: counts its bytes and digests it.
 pub(super) struct BodyTap {
     pub(super) bytes: Arc<AtomicU64>,

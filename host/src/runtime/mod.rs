@@ -32,10 +32,11 @@ pub use self::args::{RuntimeArgs, DEFAULT_CACHE_DIR};
 pub use self::cache::CacheOutcome;
 use self::cpu::CpuTimed;
 pub use self::failure::{error_response, json_response, Failure};
-use self::invocation::{model_version, take_telemetry, ActiveGuard, BodyTap};
+use self::invocation::{model_version, take_telemetry, BodyTap};
 pub use self::invocation::{Invocation, InvocationStats};
 pub use self::state::HostState;
 use self::state::MemoryLimiter;
+use crate::in_flight::InFlight;
 use crate::nn::metered::InferenceMeter;
 use crate::nn::registry::{GraphStore, RequestGraphs};
 use ember_contract::names::{GUEST_MODELS_DIR, TELEMETRY_ENV};
@@ -123,7 +124,8 @@ impl Runtime {
     /// host-side failures become JSON error replies.
     pub async fn invoke(&self, request: hyper::Request<Incoming>) -> Invocation {
         let started = Instant::now();
-        let _active = ActiveGuard::enter(&self.active);
+        // Counted until the reply is complete, also when a client hangs up midway.
+        let _active = InFlight::enter(&self.active);
         let bytes_in = Arc::new(AtomicU64::new(0));
         let digest = Arc::new(Mutex::new(Sha256::new()));
         let input = BodyTap {
