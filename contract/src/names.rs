@@ -17,6 +17,11 @@ pub const DEFAULT_MODEL_ENV: &str = "EMBER_DEFAULT_MODEL";
 /// answer) never reaches a client there.
 pub const TELEMETRY_ENV: &str = "EMBER_TELEMETRY";
 
+/// The function's optional export that Ember's host calls on each new instance before its first
+/// request, unmetered, so that what the C library starts lazily (environment, preopens) is never
+/// billed to whichever request happens to be first (the function's WIT declares the same name).
+pub const READY_EXPORT: &str = "ember-ready";
+
 /// Where hosts mount the models directory for the function (read-only): Ember's preopen,
 /// `wasmtime serve --dir models::/models`, Spin's `files = [{ source = "models", destination = "/models" }]`.
 pub const GUEST_MODELS_DIR: &str = "/models";

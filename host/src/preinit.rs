@@ -1,8 +1,11 @@
-//! Pre-initialization of the embedded function (wizer-style, run by `ember preinit` and by `ember
-//! up --variant embedded` when stale) so that no instance ever parses a model. The component's `wizer-initialize` export runs once, here, with the models
-//! directory mounted at `/models` as at serving time; it loads every model version into memory,
-//! and the snapshot of the instance's memories and globals becomes the component's initial state.
-//! Each instance then starts with ready tract plans: the cost moves from every request to the build.
+//! Pre-initialization of the function (wizer-style) so that no instance ever parses a model or a
+//! spec: the embedded build by `ember preinit` (and by `ember up --variant embedded` when stale),
+//! the wasi-nn build by `ember up`, into its cache directory. The component's `wizer-initialize`
+//! export runs once, here, with the models directory mounted at `/models` as at serving time; it
+//! loads every model version's spec (and, in the embedded build, its tract plan) into memory, and
+//! the snapshot of the instance's memories and globals becomes the component's initial state. Each
+//! instance then starts with all of it ready, its language runtime already started: the cost
+//! moves from every request (or every instance) to the build.
 
 use std::path::Path;
 
@@ -16,8 +19,10 @@ use wasmtime_wasi_nn::wit::WasiNnCtx;
 use wasmtime_wasi_nn::InMemoryRegistry;
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
-use crate::runtime::{link, HostState};
-use ember_contract::names::GUEST_MODELS_DIR;
+use crate::runtime::{link, prune, HostState};
+use ember_contract::names::{GUEST_MODELS_DIR, SPEC_FILE};
+use ember_function::catalog::{Catalog as _, DirCatalog};
+use sha2::{Digest as _, Sha256};
 
 /// Seed of the random sources pre-initialization runs with ("EMBER" in ASCII).
 const SEED: u64 = 0x0045_4d42_4552;
@@ -35,6 +40,47 @@ pub fn write_preinitialized(component: &Path, models: &Path, out: &Path) -> anyh
         .with_context(|| format!("pre-initializing {}", component.display()))?;
     crate::atomic_file::replace(out, &snapshot)
 }
+
+/// The snapshot of `component` pre-initialized with `models`, made now unless `cache_dir` holds it
+/// already. It is keyed by the component's bytes and every model version's spec, so a rebuilt
+/// function or a new version makes a new one.
+pub fn cached_snapshot(
+    component: &Path,
+    models: &Path,
+    cache_dir: &Path,
+) -> anyhow::Result<std::path::PathBuf> {
+    let wasm =
+        std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    let mut key = Sha256::new();
+    key.update(&wasm);
+    let catalog = DirCatalog::new(models);
+    for listed in catalog.models() {
+        for version in &listed.versions {
+            let spec = catalog.version_path(&listed.name, version).join(SPEC_FILE);
+            key.update(spec.to_string_lossy().as_bytes());
+            key.update(std::fs::read(&spec).unwrap_or_default());
+        }
+    }
+    let dir = cache_dir.join(SNAPSHOT_DIR);
+    let out = dir.join(format!("{:x}.wasm", key.finalize()));
+    if !out.is_file() {
+        let started = std::time::Instant::now();
+        let snapshot = tokio::runtime::Builder::new_current_thread()
+            .build()?
+            .block_on(preinitialize(&wasm, models))
+            .with_context(|| format!("pre-initializing {}", component.display()))?;
+        crate::atomic_file::replace(&out, &snapshot)?;
+        prune(&dir, "wasm", KEEP_SNAPSHOTS);
+        tracing::info!(component = %component.display(), ms = started.elapsed().as_millis() as u64, "pre-initialized the function");
+    }
+    Ok(out)
+}
+
+/// Where in a cache directory snapshots live.
+const SNAPSHOT_DIR: &str = "preinit";
+
+/// Snapshots kept in a cache directory; older ones are deleted.
+const KEEP_SNAPSHOTS: usize = 8;
 
 /// Runs the component's `wizer-initialize` with `models` mounted and returns the snapshot.
 pub async fn preinitialize(wasm: &[u8], models: &Path) -> anyhow::Result<Vec<u8>> {

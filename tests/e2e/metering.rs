@@ -19,44 +19,78 @@ fn start(db: &std::path::Path) -> Server {
     Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// What one model's requests measured: (fuel, MACs, cost bits) → how many requests.
+type Figures = HashMap<(i64, i64, u64), usize>;
+
 #[test]
 fn the_same_request_costs_the_same_every_time() {
-    let db = scratch_dir("determinism").join("usage.db");
-    let server = start(&db);
-    for (model, case) in [
-        ("credit-risk", &reference_cases("credit-risk")[3]),
-        ("digits", &reference_cases("digits")[5]),
-    ] {
-        let mut ids = Vec::new();
-        let mut costs = HashSet::new();
+    let cases = [
+        (
+            "credit-risk",
+            reference_cases("credit-risk")[3]["request"].clone(),
+        ),
+        ("digits", reference_cases("digits")[5]["request"].clone()),
+    ];
+    // With instances reused (the default) and with a fresh instance per request; the two models'
+    // requests interleave, so a reused instance has served the other model just before.
+    let mut by_mode = Vec::new();
+    for mode in [&[][..], &["--instance-reuse", "1"][..]] {
+        let db = scratch_dir("determinism").join("usage.db");
+        let mut args = ledger_args(&db);
+        args.extend(mode.iter().map(|a| a.to_string()));
+        let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut ids: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut costs: HashMap<&str, HashSet<String>> = HashMap::new();
         for _ in 0..20 {
-            let reply =
-                server.post_json_full(&format!("/models/{model}/predict"), &case["request"]);
-            assert_eq!(reply.status, 200);
-            ids.push(reply.headers["ember-invocation-id"].clone());
-            costs.insert(reply.headers["ember-cost"].clone());
-            assert!(reply.headers["ember-duration-us"].parse::<u64>().is_ok());
+            for (model, request) in &cases {
+                let reply = server.post_json_full(&format!("/models/{model}/predict"), request);
+                assert_eq!(reply.status, 200);
+                ids.entry(model)
+                    .or_default()
+                    .push(reply.headers["ember-invocation-id"].clone());
+                costs
+                    .entry(model)
+                    .or_default()
+                    .insert(reply.headers["ember-cost"].clone());
+                assert!(reply.headers["ember-duration-us"].parse::<u64>().is_ok());
+            }
         }
-        assert_eq!(costs.len(), 1, "{model}: costs differ: {costs:?}");
+        drop(server);
         let conn = Connection::open(&db).unwrap();
-        let mut figures = HashSet::new();
-        for id in &ids {
-            let row: (i64, i64, i64, f64) = conn
-                .query_row(
-                    "SELECT fuel, infer_macs, infer_calls, cost FROM invocations WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .unwrap();
-            assert!(row.0 > 0 && row.1 > 0 && row.2 == 1, "{model}: {row:?}");
-            figures.insert((row.0, row.1, row.3.to_bits()));
+        let mut figures: HashMap<&str, Figures> = HashMap::new();
+        for (model, _) in &cases {
+            assert_eq!(
+                costs[model].len(),
+                1,
+                "{model} {mode:?}: costs differ: {costs:?}"
+            );
+            for id in &ids[model] {
+                let row: (i64, i64, i64, f64) = conn
+                    .query_row(
+                        "SELECT fuel, infer_macs, infer_calls, cost FROM invocations WHERE id = ?1",
+                        [id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .unwrap();
+                assert!(row.0 > 0 && row.1 > 0 && row.2 == 1, "{model}: {row:?}");
+                *figures
+                    .entry(model)
+                    .or_default()
+                    .entry((row.0, row.1, row.3.to_bits()))
+                    .or_default() += 1;
+            }
+            assert_eq!(
+                figures[model].len(),
+                1,
+                "{model} {mode:?}: fuel / MACs / cost differ across 20 runs: {figures:?}"
+            );
         }
-        assert_eq!(
-            figures.len(),
-            1,
-            "{model}: fuel / MACs / cost differ across 20 runs: {figures:?}"
-        );
+        by_mode.push(figures);
     }
+    assert_eq!(
+        by_mode[0], by_mode[1],
+        "a reused instance bills a request differently from a fresh one"
+    );
 }
 
 #[test]

@@ -145,6 +145,16 @@ impl Server {
         reply(agent().get(format!("{}{path}", self.base)).call())
     }
 
+    /// `GET path` as the caller `key` (`ember-caller-key`) → (status, JSON body).
+    pub fn get_as(&self, key: &str, path: &str) -> (u16, Value) {
+        reply(
+            agent()
+                .get(format!("{}{path}", self.base))
+                .header(ember_contract::headers::CALLER_KEY, key)
+                .call(),
+        )
+    }
+
     /// `POST path` with a JSON body.
     pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         self.post(path, "application/json", body.to_string().as_bytes())

@@ -11,7 +11,7 @@ use ember_contract::names::{DEFAULT_MODEL, DEFAULT_MODEL_ENV, TELEMETRY_ENV};
 use ember_contract::route::is_v2_path;
 use ember_contract::{headers, ApiError, Code};
 
-use super::{catalog, Engine};
+use super::{Engine, InstanceCatalog};
 use crate::app::predict::{too_large, MAX_BODY_BYTES};
 use crate::app::{App, Request, Response};
 use crate::routing::Pick;
@@ -22,30 +22,35 @@ wasip2::http::proxy::export!(Handler);
 
 impl wasip2::exports::http::incoming_handler::Guest for Handler {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-        let path = request.path_with_query().unwrap_or_default();
-        let response = match read_body(&request) {
-            Ok(body) => {
-                let method = method_name(&request.method());
-                let content_type = header(&request, "content-type");
-                let caller_key = header(&request, headers::CALLER_KEY);
-                let default_model =
-                    std::env::var(DEFAULT_MODEL_ENV).unwrap_or_else(|_| DEFAULT_MODEL.into());
-                let app = App::new(catalog(), Engine, default_model);
-                app.handle(&Request {
-                    method: &method,
-                    path: &path,
-                    content_type: content_type.as_deref(),
-                    body: &body,
-                    pick: Pick {
-                        caller_key: caller_key.as_deref(),
-                        entropy: wasip2::random::random::get_random_u64(),
-                    },
-                })
-            }
-            Err(error) => Response::error(&error, is_v2_path(&path)),
-        };
-        send(response_out, &response);
+        super::request(|| handle(request, response_out));
     }
+}
+
+/// Reads the request, runs the [`App`] and sends its reply.
+fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    let path = request.path_with_query().unwrap_or_default();
+    let response = match read_body(&request) {
+        Ok(body) => {
+            let method = method_name(&request.method());
+            let content_type = header(&request, "content-type");
+            let caller_key = header(&request, headers::CALLER_KEY);
+            let default_model =
+                std::env::var(DEFAULT_MODEL_ENV).unwrap_or_else(|_| DEFAULT_MODEL.into());
+            let app = App::new(InstanceCatalog::default(), Engine, default_model);
+            app.handle(&Request {
+                method: &method,
+                path: &path,
+                content_type: content_type.as_deref(),
+                body: &body,
+                pick: Pick {
+                    caller_key: caller_key.as_deref(),
+                    entropy: wasip2::random::random::get_random_u64(),
+                },
+            })
+        }
+        Err(error) => Response::error(&error, is_v2_path(&path)),
+    };
+    send(response_out, &response);
 }
 
 fn method_name(method: &Method) -> String {

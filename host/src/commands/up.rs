@@ -90,7 +90,7 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
             .with_context(|| format!("loading models from {}", function.models.display()))?;
     }
     let config = RuntimeConfig {
-        component: function.component.clone(),
+        component: function.runnable.clone(),
         limits: args.runtime.clone(),
         env: function.env.clone(),
         fuel: args.metering.enabled(),
@@ -125,6 +125,7 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
     let result = tokio::select! {
         result = crate::front::serve(listener, front.clone()) => result,
         _ = args.nn.unload_idle_graphs(&graphs) => Ok(()),
+        _ = front.runtime.expire_idle_instances(args.nn.idle()) => Ok(()),
         _ = idle_exit(&front, args.idle_exit) => {
             tracing::info!("idle: exiting (scale to zero)");
             Ok(())
@@ -150,7 +151,10 @@ pub enum Variant {
 
 /// What `ember up` serves, from the flags, the manifest and the built-in defaults (in that order).
 struct ServedFunction {
+    /// The function's component, as built or named.
     component: PathBuf,
+    /// What the runtime loads: the component, or its pre-initialized snapshot.
+    runnable: PathBuf,
     models: PathBuf,
     env: Vec<(String, String)>,
     default_model: String,
@@ -202,9 +206,21 @@ impl ServedFunction {
             (None, None, Variant::WasiNn) => PathBuf::from(env!("EMBER_FUNCTION_WASM")),
             (None, None, Variant::Embedded) => PathBuf::from(preinit::DEFAULT_OUTPUT),
         };
-        if args.variant == Variant::Embedded && args.component.is_none() {
-            preinit_if_stale(&component, &models)?;
-        }
+        let runnable = match (args.variant, &args.component) {
+            (Variant::Embedded, None) => {
+                preinit_if_stale(&component, &models)?;
+                component.clone()
+            }
+            // No instance of the wasi-nn build reads a spec or starts its runtime per request.
+            (Variant::WasiNn, None) => {
+                preinit::cached_snapshot(&component, &models, &args.runtime.cache_dir)
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(error = format!("{error:#}"), component = %component.display(), "serving the function without pre-initialization");
+                        component.clone()
+                    })
+            }
+            (_, Some(_)) => component.clone(),
+        };
         let mut env = function.as_ref().map(|f| f.env.clone()).unwrap_or_default();
         let default_model = args
             .default_model
@@ -219,6 +235,7 @@ impl ServedFunction {
         env.push((DEFAULT_MODEL_ENV.into(), default_model.clone()));
         Ok(Self {
             component,
+            runnable,
             models,
             env,
             default_model,

@@ -117,6 +117,7 @@ impl Front {
                     "status": "ok",
                     "graphs": graphs.names(),
                     "graphs_loaded": graphs.loaded_count(),
+                    "instances_idle": self.runtime.idle_instances(),
                     "ledger": self.meter.ledger_path(),
                 }),
             ),

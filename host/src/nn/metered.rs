@@ -31,12 +31,12 @@ pub struct InferenceTotals {
 }
 
 impl InferenceMeter {
-    /// The totals so far.
-    pub fn totals(&self) -> InferenceTotals {
+    /// The totals so far, and zero from now on (an instance's meter serves one request at a time).
+    pub fn take(&self) -> InferenceTotals {
         InferenceTotals {
-            calls: self.calls.load(Ordering::Relaxed),
-            micros: self.micros.load(Ordering::Relaxed),
-            macs: self.macs.load(Ordering::Relaxed),
+            calls: self.calls.swap(0, Ordering::Relaxed),
+            micros: self.micros.swap(0, Ordering::Relaxed),
+            macs: self.macs.swap(0, Ordering::Relaxed),
         }
     }
 

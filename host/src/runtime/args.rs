@@ -19,9 +19,14 @@ pub struct RuntimeArgs {
     /// Per-instance linear memory limit in MiB.
     #[arg(long, default_value_t = 256)]
     pub memory_limit_mib: usize,
-    /// Instances alive at once; further requests wait for a slot (up to the deadline).
+    /// Instances running at once; further requests wait for a slot (up to the deadline). As many
+    /// more may wait warm for their caller's next request.
     #[arg(long, default_value_t = 128)]
     pub max_instances: u32,
+    /// Requests one instance serves, one at a time and for one caller only, before it is dropped
+    /// (also after any trap, deadline or memory-limit hit); 1 gives every request a fresh instance.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub instance_reuse: u32,
 }
 
 impl RuntimeArgs {

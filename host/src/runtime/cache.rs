@@ -40,7 +40,7 @@ pub fn load_component(
     let compiled = engine.precompile_component(&bytes)?;
     // Concurrent starts never see (or mmap) a file that another process is still writing.
     crate::atomic_file::replace(&path, &compiled)?;
-    prune(cache_dir, KEEP_ENTRIES);
+    prune(cache_dir, "cwasm", KEEP_ENTRIES);
     // SAFETY: these bytes were just produced by `precompile_component` on this engine.
     let component = unsafe { Component::deserialize(engine, &compiled) }?;
     Ok((component, CacheOutcome::Compiled))
@@ -50,21 +50,21 @@ pub fn load_component(
 /// entry is ~66 MB, and every rebuild of a function makes a new one).
 const KEEP_ENTRIES: usize = 8;
 
-/// Deletes all but the `keep` most recently modified `.cwasm` files in `dir`. Best effort: a file
-/// another process still maps stays readable to it on Unix.
-fn prune(dir: &Path, keep: usize) {
+/// Deletes all but the `keep` most recently modified files with `extension` in `dir`. Best effort:
+/// a file another process still maps stays readable to it on Unix.
+pub(crate) fn prune(dir: &Path, extension: &str, keep: usize) {
     let mut entries: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .filter(|p| p.extension().is_some_and(|x| x == extension))
         .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
         .collect();
     entries.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
     for (_, stale) in entries.into_iter().skip(keep) {
         if std::fs::remove_file(&stale).is_ok() {
-            tracing::info!(path = %stale.display(), "removed an old compiled component");
+            tracing::info!(path = %stale.display(), "removed an old cache entry");
         }
     }
 }
@@ -106,7 +106,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         std::fs::write(dir.join("notes.txt"), b"kept").unwrap();
-        prune(dir, 2);
+        prune(dir, "cwasm", 2);
         let mut left: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -17,7 +17,8 @@ const KEEP_RESIDENT: usize = 64 << 10;
 /// guest instructions for metering.
 pub fn build(limits: &RuntimeArgs, fuel: bool) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
-    let n = limits.max_instances;
+    // Running instances plus as many warm ones waiting for their callers (runtime/pool.rs).
+    let n = limits.max_instances * 2;
     pool.total_component_instances(n)
         .total_core_instances(n * 8)
         .total_memories(n * 2)

@@ -1,6 +1,7 @@
-//! Runs the function: one fresh instance per request from a pre-instantiated component, with a
-//! deadline (epoch interruption), a memory cap (ResourceLimiter), no outbound network, and the
-//! measurements metering needs (fuel, CPU time, inference, peak memory, bytes in and out).
+//! Runs the function: instances of a pre-instantiated component, each serving one caller for up to
+//! `--instance-reuse` requests ([`pool`] states the isolation contract), with a deadline (epoch
+//! interruption), a memory cap (ResourceLimiter), no outbound network, and the measurements
+//! metering needs (fuel, CPU time, inference, peak memory, bytes in and out).
 
 mod args;
 mod cache;
@@ -8,6 +9,7 @@ mod cpu;
 mod engine;
 mod failure;
 mod invocation;
+pub mod pool;
 mod state;
 
 use std::path::PathBuf;
@@ -21,25 +23,29 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::Linker;
+use wasmtime::component::{ComponentExportIndex, Linker, Resource};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use wasmtime_wasi_http::WasiHttpView as _;
 
 pub use self::args::{RuntimeArgs, DEFAULT_CACHE_DIR};
+pub(crate) use self::cache::prune;
 pub use self::cache::CacheOutcome;
 use self::cpu::CpuTimed;
 pub use self::failure::{error_response, json_response, Failure};
 use self::invocation::{model_version, take_telemetry, BodyTap};
 pub use self::invocation::{Invocation, InvocationStats};
+use self::pool::{Caller, InstancePool, Warm};
 pub use self::state::HostState;
 use self::state::MemoryLimiter;
 use crate::in_flight::InFlight;
 use crate::nn::metered::InferenceMeter;
 use crate::nn::registry::{GraphStore, RequestGraphs};
-use ember_contract::names::{GUEST_MODELS_DIR, TELEMETRY_ENV};
+use ember_contract::headers::CALLER_KEY;
+use ember_contract::names::{GUEST_MODELS_DIR, READY_EXPORT, TELEMETRY_ENV};
 
 /// Fuel an invocation starts with: far beyond any request; the deadline is the real limit.
 const FUEL_BUDGET: u64 = u64::MAX / 2;
@@ -66,6 +72,14 @@ struct GuestRun {
     memory_exceeded: bool,
     fuel: u64,
     peak_memory_bytes: u64,
+    /// The instance, when it ended cleanly and may serve its caller again.
+    reusable: Option<Warm>,
+}
+
+/// The instance a request runs in: a warm one of its caller's, or a store to instantiate in.
+enum Instance {
+    Warm(Warm),
+    Fresh(Store<HostState>, Arc<InferenceMeter>),
 }
 
 /// What every function may import: WASI (p2), `wasi:http` and `wasi:nn`.
@@ -83,8 +97,11 @@ pub fn link(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
 pub struct Runtime {
     engine: Engine,
     pre: ProxyPre<HostState>,
+    /// The function's [`READY_EXPORT`], when it has one.
+    ready: Option<ComponentExportIndex>,
     graphs: Arc<GraphStore>,
     slots: Arc<Semaphore>,
+    pool: InstancePool,
     config: RuntimeConfig,
     active: AtomicU64,
     /// Whether the compiled component came from the disk cache.
@@ -99,11 +116,17 @@ impl Runtime {
             cache::load_component(&engine, &config.component, &config.limits.cache_dir)
                 .with_context(|| format!("loading component {}", config.component.display()))?;
         let pre = ProxyPre::new(link(&engine)?.instantiate_pre(&component)?)?;
+        let ready = component.get_export_index(None, READY_EXPORT);
         Ok(Self {
             engine,
             pre,
+            ready,
             graphs,
             slots: Arc::new(Semaphore::new(config.limits.max_instances as usize)),
+            pool: InstancePool::new(
+                config.limits.instance_reuse,
+                config.limits.max_instances as usize,
+            ),
             config,
             active: AtomicU64::new(0),
             cache,
@@ -120,8 +143,25 @@ impl Runtime {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// Runs the function on one request in a fresh instance and measures it. Never fails:
-    /// host-side failures become JSON error replies.
+    /// Warm instances waiting for their caller's next request.
+    pub fn idle_instances(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    /// Drops instances unused for `max_idle`, checking a few times per period; runs until dropped.
+    pub async fn expire_idle_instances(&self, max_idle: Duration) {
+        let period = (max_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        loop {
+            tokio::time::sleep(period).await;
+            let expired = self.pool.expire(max_idle);
+            if expired > 0 {
+                tracing::info!(expired, "idle instances dropped");
+            }
+        }
+    }
+
+    /// Runs the function on one request, in a warm instance of its caller's or a fresh one, and
+    /// measures it. Never fails: host-side failures become JSON error replies.
     pub async fn invoke(&self, request: hyper::Request<Incoming>) -> Invocation {
         let started = Instant::now();
         // Counted until the reply is complete, also when a client hangs up midway.
@@ -166,8 +206,26 @@ impl Runtime {
             .await
             .map_err(|_| Failure::Overloaded)?
             .map_err(|_| Failure::Overloaded)?;
-        let meter = Arc::new(InferenceMeter::default());
-        let mut store = self.store(started, meter.clone()).map_err(Failure::Host)?;
+        let caller: Caller = request
+            .headers()
+            .get(CALLER_KEY)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let mut instance = match self.pool.take(&caller) {
+            Some(mut warm) => {
+                self.prepare(&mut warm.store, started)
+                    .map_err(Failure::Host)?;
+                Instance::Warm(warm)
+            }
+            None => {
+                let meter = Arc::new(InferenceMeter::default());
+                let store = self.store(started, meter.clone()).map_err(Failure::Host)?;
+                Instance::Fresh(store, meter)
+            }
+        };
+        let (store, meter) = match &mut instance {
+            Instance::Warm(warm) => (&mut warm.store, warm.meter.clone()),
+            Instance::Fresh(store, meter) => (store, meter.clone()),
+        };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = request.map(|body| {
             body.map_frame(move |frame| {
@@ -188,33 +246,15 @@ impl Runtime {
             .http()
             .new_response_outparam(sender)
             .map_err(Failure::Host)?;
-        let pre = self.pre.clone();
-        let fuel = self.config.fuel;
+        let guest = Guest {
+            pre: self.pre.clone(),
+            ready: self.ready,
+            fuel: self.config.fuel,
+            reuse: self.pool.reuses(),
+        };
         let mut task = tokio::spawn(CpuTimed::new(async move {
             let _permit = permit;
-            let instantiating = Instant::now();
-            let result = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
-                    .await
-            }
-            .await;
-            tracing::debug!(
-                run_us = instantiating.elapsed().as_micros() as u64,
-                "instance finished"
-            );
-            GuestRun {
-                result,
-                memory_exceeded: store.data().limiter.exceeded,
-                fuel: if fuel {
-                    FUEL_BUDGET - store.get_fuel().unwrap_or(FUEL_BUDGET)
-                } else {
-                    0
-                },
-                peak_memory_bytes: store.data().limiter.peak_bytes as u64,
-            }
+            guest.run(instance, incoming, outparam).await
         }));
 
         let head = match tokio::time::timeout(remaining(), receiver).await {
@@ -257,12 +297,30 @@ impl Runtime {
         stats.cpu_us = cpu.as_micros() as u64;
         stats.fuel = guest.fuel;
         stats.peak_memory_bytes = guest.peak_memory_bytes;
-        stats.inference = meter.totals();
+        stats.inference = meter.take();
         match (body, guest.result) {
-            (Ok(response), _) => Ok(response),
+            (Ok(response), Ok(())) => {
+                if let Some(warm) = guest.reusable {
+                    self.pool.give_back(caller, warm);
+                }
+                Ok(response)
+            }
+            (Ok(response), Err(_)) => Ok(response),
             (Err(_), Err(error)) => Err(Failure::classify(error, guest.memory_exceeded)),
             (Err(failure), Ok(())) => Err(failure),
         }
+    }
+
+    /// Readies a warm instance for its next request: the deadline, fuel and memory record start over.
+    fn prepare(&self, store: &mut Store<HostState>, started: Instant) -> wasmtime::Result<()> {
+        let state = store.data_mut();
+        state.started = started;
+        state.limiter.exceeded = false;
+        if self.config.fuel {
+            store.set_fuel(FUEL_BUDGET)?;
+        }
+        store.set_epoch_deadline(1);
+        Ok(())
     }
 
     fn store(
@@ -305,5 +363,92 @@ impl Runtime {
             })
         });
         Ok(store)
+    }
+}
+
+/// How to run the function in an instance.
+struct Guest {
+    pre: ProxyPre<HostState>,
+    ready: Option<ComponentExportIndex>,
+    fuel: bool,
+    reuse: bool,
+}
+
+impl Guest {
+    /// Runs the `wasi:http` handler on one request in `instance` (instantiating a fresh one), and
+    /// reports how it ended, with the instance when it may serve its caller again.
+    async fn run(
+        self,
+        instance: Instance,
+        incoming: Resource<HostIncomingRequest>,
+        outparam: Resource<HostResponseOutparam>,
+    ) -> GuestRun {
+        let instantiating = Instant::now();
+        let (mut store, proxy, meter, served) = match instance {
+            Instance::Warm(warm) => (warm.store, Some(warm.proxy), warm.meter, warm.served),
+            Instance::Fresh(store, meter) => (store, None, meter, 0),
+        };
+        let result = async {
+            let proxy = match proxy {
+                Some(proxy) => proxy,
+                None => self.instantiate(&mut store).await?,
+            };
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await?;
+            Ok::<Proxy, wasmtime::Error>(proxy)
+        }
+        .await;
+        tracing::debug!(
+            run_us = instantiating.elapsed().as_micros() as u64,
+            warm = served > 0,
+            "instance finished"
+        );
+        let memory_exceeded = store.data().limiter.exceeded;
+        let fuel = if self.fuel {
+            FUEL_BUDGET - store.get_fuel().unwrap_or(FUEL_BUDGET)
+        } else {
+            0
+        };
+        let peak_memory_bytes = store.data().limiter.peak_bytes as u64;
+        let (result, reusable) = match result {
+            Ok(proxy) if self.reuse && !memory_exceeded => (
+                Ok(()),
+                Some(Warm {
+                    meter,
+                    store,
+                    proxy,
+                    served: served + 1,
+                }),
+            ),
+            Ok(_) => (Ok(()), None),
+            Err(error) => (Err(error), None),
+        };
+        GuestRun {
+            result,
+            memory_exceeded,
+            fuel,
+            peak_memory_bytes,
+            reusable,
+        }
+    }
+
+    /// A new instance, readied by the function's [`READY_EXPORT`] when it has one; the fuel that
+    /// took is not the request's.
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Proxy> {
+        let instance = self
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut *store)
+            .await?;
+        if let Some(ready) = &self.ready {
+            let ready = instance.get_typed_func::<(), ()>(&mut *store, ready)?;
+            ready.call_async(&mut *store, ()).await?;
+            if self.fuel {
+                store.set_fuel(FUEL_BUDGET)?;
+            }
+        }
+        Proxy::new(&mut *store, &instance)
     }
 }

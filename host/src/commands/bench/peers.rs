@@ -1,6 +1,7 @@
 //! The fast-path table: Ember's `/predict` against its peers and floors, measured in the same
 //! run — the seed's Flask + onnxruntime server (`scripts/peers/flask_seed.py` under gunicorn),
-//! Ember with metering on and off, the embedded build on Ember and on upstream `wasmtime serve`,
+//! Ember with metering on and off, with instance reuse (the default) and a fresh instance per
+//! request, the embedded build on Ember and on upstream `wasmtime serve`,
 //! a hello-world wasi:http component on both hosts, and the host's own HTTP floor. Peers that are
 //! not installed are reported as skipped, never guessed.
 
@@ -24,6 +25,7 @@ const CONCURRENCY: [usize; 2] = [1, 32];
 const SEED: &str = "Flask + onnxruntime (seed, gunicorn -w 2)";
 const METERING_ON: &str = "Ember, metering on";
 const METERING_OFF: &str = "Ember, metering off";
+const FRESH: &str = "Ember, metering on, --instance-reuse 1";
 const EMBEDDED_ON_WASMTIME: &str = "wasmtime serve, embedded build";
 const HELLO_ON_WASMTIME: &str = "hello world on wasmtime serve";
 
@@ -49,6 +51,7 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resul
     for (label, extra) in [
         (METERING_ON, vec!["--preload"]),
         (METERING_OFF, vec!["--preload", "--no-metering"]),
+        (FRESH, vec!["--preload", "--instance-reuse", "1"]),
         (
             "Ember, embedded build",
             vec!["--preload", "--variant", "embedded"],
@@ -73,6 +76,10 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resul
         (
             "hello world on Ember, metering off",
             vec!["--component", &component, "--no-metering"],
+        ),
+        (
+            "hello world on Ember, --instance-reuse 1",
+            vec!["--component", &component, "--instance-reuse", "1"],
         ),
     ] {
         rows.push(Row {
@@ -286,6 +293,12 @@ fn print_ratios(rows: &[Row]) {
         (METERING_ON, 1),
         (METERING_OFF, 1),
         "≥ 0.95",
+    );
+    ratio(
+        "instance reuse / fresh instance per request at c=32",
+        (METERING_ON, 1),
+        (FRESH, 1),
+        "—",
     );
     ratio(
         "embedded / hello world on wasmtime serve at c=32",
