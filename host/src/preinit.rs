@@ -42,29 +42,40 @@ pub fn write_preinitialized(component: &Path, models: &Path, out: &Path) -> anyh
 }
 
 /// The snapshot of `component` pre-initialized with `models`, made now unless `cache_dir` holds it
-/// already. It is keyed by the component's bytes and every model version's spec, so a rebuilt
-/// function or a new version makes a new one.
+/// already. It is keyed by the component's and every model version's spec's path, size and
+/// modification time (no file is read on a start that finds its snapshot), so a rebuilt function
+/// or a new or changed version makes a new one.
 pub fn cached_snapshot(
     component: &Path,
     models: &Path,
     cache_dir: &Path,
 ) -> anyhow::Result<std::path::PathBuf> {
-    let wasm =
-        std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
     let mut key = Sha256::new();
-    key.update(&wasm);
+    let mut identify = |file: &Path| -> anyhow::Result<()> {
+        let meta =
+            std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+        let modified = meta
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        key.update(file.to_string_lossy().as_bytes());
+        key.update(meta.len().to_le_bytes());
+        key.update(modified.as_nanos().to_le_bytes());
+        Ok(())
+    };
+    identify(component)?;
     let catalog = DirCatalog::new(models);
     for listed in catalog.models() {
         for version in &listed.versions {
-            let spec = catalog.version_path(&listed.name, version).join(SPEC_FILE);
-            key.update(spec.to_string_lossy().as_bytes());
-            key.update(std::fs::read(&spec).unwrap_or_default());
+            identify(&catalog.version_path(&listed.name, version).join(SPEC_FILE))?;
         }
     }
     let dir = cache_dir.join(SNAPSHOT_DIR);
     let out = dir.join(format!("{:x}.wasm", key.finalize()));
     if !out.is_file() {
         let started = std::time::Instant::now();
+        let wasm =
+            std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
         let snapshot = tokio::runtime::Builder::new_current_thread()
             .build()?
             .block_on(preinitialize(&wasm, models))
