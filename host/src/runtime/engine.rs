@@ -23,7 +23,8 @@ pub fn build(limits: &RuntimeArgs, fuel: bool) -> wasmtime::Result<Engine> {
         .total_core_instances(n * 8)
         .total_memories(n * 2)
         .total_tables(n * 4)
-        .total_stacks(n)
+        // Only running instances need a stack: warm ones waiting for a caller have none.
+        .total_stacks(limits.max_instances)
         // The ResourceLimiter enforces `memory_limit` (and reports it); the pool allows headroom
         // so the limiter, not the pool, is what refuses growth.
         .max_memory_size(limits.memory_limit().saturating_mul(2))
