@@ -229,4 +229,23 @@ fn a_version_added_while_serving_is_served_without_a_restart() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["model_version"], "3");
     assert_close(&reply["probabilities"], &case["probabilities"], 1e-4, "v3");
+    // The warm instance that parsed v3's spec on first use keeps it across later requests, whose
+    // own allocations must not disturb it: versions interleaved, each answered as itself.
+    let v1 = &cases(&models, "1")[0];
+    for round in 0..10 {
+        for (version, case) in [("3", case), ("1", v1), ("2", case)] {
+            let (status, reply) = server.post_json(
+                &format!("/models/credit-risk/versions/{version}/predict"),
+                &case["request"],
+            );
+            assert_eq!(status, 200, "round {round}, v{version}: {reply}");
+            assert_eq!(reply["model_version"], version, "round {round}");
+            assert_close(
+                &reply["probabilities"],
+                &case["probabilities"],
+                1e-4,
+                &format!("round {round}, v{version}"),
+            );
+        }
+    }
 }

@@ -23,7 +23,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 /// Bytes reserved for one request's allocations.
-const ARENA_BYTES: usize = 32 << 20;
+const ARENA_BYTES: usize = 8 << 20;
 
 /// The allocator of the wasi-nn build.
 pub struct RequestArena;

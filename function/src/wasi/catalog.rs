@@ -114,15 +114,16 @@ impl InstanceCatalog {
     }
 
     fn cached_spec(&self, name: &str, version: &str) -> Result<ModelSpec, ApiError> {
-        let key = ModelVersion::new(name, version);
-        if let Some(spec) = lock(&SPECS).get(&key) {
+        if let Some(spec) = lock(&SPECS).get(&ModelVersion::new(name, version)) {
             return Ok(spec.clone());
         }
+        // The key and the spec outlive the request: both are made outside its arena.
         permanent(|| {
             let spec = self.0.read_spec(name, version)?;
-            lock(&SPECS).insert(key, spec.clone());
-            Ok(spec)
-        })
+            lock(&SPECS).insert(ModelVersion::new(name, version), spec);
+            Ok::<_, ApiError>(())
+        })?;
+        Ok(lock(&SPECS)[&ModelVersion::new(name, version)].clone())
     }
 }
 

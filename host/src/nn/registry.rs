@@ -122,6 +122,13 @@ impl GraphStore {
         Some(entry.clone())
     }
 
+    /// Notes that the graph named `name` was used now (it is not idle).
+    fn touch(&self, name: &str) {
+        if let Some(entry) = self.entry(name) {
+            entry.slot.lock().unwrap().last_used = Some(Instant::now());
+        }
+    }
+
     /// The graph named `name`, loading it if needed.
     fn checkout(&self, name: &str) -> anyhow::Result<LoadedGraph> {
         let entry = self
@@ -144,7 +151,8 @@ impl GraphStore {
     }
 }
 
-/// One request's view of the store: graphs it reaches are metered into `meter`.
+/// One instance's view of the store: graphs it reaches are metered into `meter` (emptied after
+/// each request).
 pub struct RequestGraphs {
     store: Arc<GraphStore>,
     meter: Arc<InferenceMeter>,
@@ -152,7 +160,7 @@ pub struct RequestGraphs {
 }
 
 impl RequestGraphs {
-    /// A view for one request.
+    /// A view for one instance.
     pub fn new(store: Arc<GraphStore>, meter: Arc<InferenceMeter>) -> Self {
         Self {
             store,
@@ -171,6 +179,8 @@ impl RequestGraphs {
 impl GraphRegistry for RequestGraphs {
     fn get(&self, name: &str) -> Option<&Graph> {
         if let Some(graph) = self.handed_out.get(name) {
+            // A warm instance keeps the graph it was handed; it is still in use.
+            self.store.touch(name);
             return Some(graph);
         }
         match self.store.checkout(name) {

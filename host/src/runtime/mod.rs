@@ -22,7 +22,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{ComponentExportIndex, Linker, Resource};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
@@ -74,6 +74,8 @@ struct GuestRun {
     peak_memory_bytes: u64,
     /// The instance, when it ended cleanly and may serve its caller again.
     reusable: Option<Warm>,
+    /// Its slot, held until the instance is back in the pool or dropped.
+    permit: OwnedSemaphorePermit,
 }
 
 /// The instance a request runs in: a warm one of its caller's, or a store to instantiate in.
@@ -206,10 +208,7 @@ impl Runtime {
             .await
             .map_err(|_| Failure::Overloaded)?
             .map_err(|_| Failure::Overloaded)?;
-        let caller: Caller = request
-            .headers()
-            .get(CALLER_KEY)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let caller: Caller = request.headers().get(CALLER_KEY).cloned();
         let mut instance = match self.pool.take(&caller) {
             Some(mut warm) => {
                 self.prepare(&mut warm.store, started)
@@ -252,10 +251,9 @@ impl Runtime {
             fuel: self.config.fuel,
             reuse: self.pool.reuses(),
         };
-        let mut task = tokio::spawn(CpuTimed::new(async move {
-            let _permit = permit;
-            guest.run(instance, incoming, outparam).await
-        }));
+        let mut task = tokio::spawn(CpuTimed::new(
+            guest.run(permit, instance, incoming, outparam),
+        ));
 
         let head = match tokio::time::timeout(remaining(), receiver).await {
             Ok(Ok(Ok(response))) => Ok(response),
@@ -303,6 +301,9 @@ impl Runtime {
                 if let Some(warm) = guest.reusable {
                     self.pool.give_back(caller, warm);
                 }
+                // Only now may another instance take the slot: running plus idle instances stay
+                // within the pool's size.
+                drop(guest.permit);
                 Ok(response)
             }
             (Ok(response), Err(_)) => Ok(response),
@@ -311,7 +312,7 @@ impl Runtime {
         }
     }
 
-    /// Readies a warm instance for its next request: the deadline, fuel and memory record start over.
+    /// Readies a warm instance for its next request: the deadline and the fuel count start over.
     fn prepare(&self, store: &mut Store<HostState>, started: Instant) -> wasmtime::Result<()> {
         let state = store.data_mut();
         state.started = started;
@@ -379,6 +380,7 @@ impl Guest {
     /// reports how it ended, with the instance when it may serve its caller again.
     async fn run(
         self,
+        permit: OwnedSemaphorePermit,
         instance: Instance,
         incoming: Resource<HostIncomingRequest>,
         outparam: Resource<HostResponseOutparam>,
@@ -431,6 +433,7 @@ impl Guest {
             fuel,
             peak_memory_bytes,
             reusable,
+            permit,
         }
     }
 
@@ -448,6 +451,9 @@ impl Guest {
             if self.fuel {
                 store.set_fuel(FUEL_BUDGET)?;
             }
+            // A reservation the limit refused is the function's choice, not this request's
+            // overrun (the function then allocates as it goes).
+            store.data_mut().limiter.exceeded = false;
         }
         Proxy::new(&mut *store, &instance)
     }

@@ -13,8 +13,13 @@
 //! - it is dropped after `--instance-reuse N` requests (`1` is a fresh instance per request), and
 //!   after `--idle-unload` seconds unused (scale to zero).
 //!
-//! Every request still gets its own WASI and wasi:http resources, deadline, fuel count, memory cap
-//! and inference meter; only linear memory and globals carry over, within one caller.
+//! Within one caller, the instance carries over: its linear memory and globals, its WASI context
+//! (the models preopen, the environment) and resource table, and the graphs its wasi-nn view was
+//! handed. Every request starts over on what it is limited and measured by: its deadline, fuel
+//! count and inference meter (emptied after each request), its own incoming request and response
+//! resources, and the memory cap (the instance's memory counts, including what earlier requests
+//! grew it to). The caller is the header's exact bytes; it is what the client says it is until
+//! API keys exist.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -26,8 +31,9 @@ use wasmtime_wasi_http::p2::bindings::Proxy;
 use super::HostState;
 use crate::nn::metered::InferenceMeter;
 
-/// Who an instance serves: the request's caller key, or `None` for requests without one.
-pub type Caller = Option<String>;
+/// Who an instance serves: the request's caller key (its exact bytes), or `None` for requests
+/// without one.
+pub type Caller = Option<hyper::header::HeaderValue>;
 
 /// An instance that has served requests cleanly and may serve its caller again.
 pub struct Warm {
