@@ -74,13 +74,7 @@ pub fn cached_snapshot(
     let out = dir.join(format!("{:x}.wasm", key.finalize()));
     if !out.is_file() {
         let started = std::time::Instant::now();
-        let wasm =
-            std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
-        let snapshot = tokio::runtime::Builder::new_current_thread()
-            .build()?
-            .block_on(preinitialize(&wasm, models))
-            .with_context(|| format!("pre-initializing {}", component.display()))?;
-        crate::atomic_file::replace(&out, &snapshot)?;
+        write_preinitialized(component, models, &out)?;
         prune(&dir, "wasm", KEEP_SNAPSHOTS);
         tracing::info!(component = %component.display(), ms = started.elapsed().as_millis() as u64, "pre-initialized the function");
     }
