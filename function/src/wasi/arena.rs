@@ -25,7 +25,7 @@ use std::cell::Cell;
 /// Bytes reserved for one request's allocations.
 const ARENA_BYTES: usize = 8 << 20;
 
-/// The allocator of the wasi-nn build.
+/// The function's allocator (both builds): the request arena, else the C library's.
 pub struct RequestArena;
 
 #[global_allocator]

@@ -5,8 +5,8 @@
 //! — or never, when the component was pre-initialized ([`super::lifecycle`]) and the snapshot holds
 //! it. `routing.json` changes at any time (`ember models promote | rollback | split` replace it
 //! atomically, so every change is a new file): it is parsed again only when the file's identity
-//! (the host's device and inode, size, modification time) differs from the last one this instance parsed, so a promotion
-//! applies to the next request while an unchanged policy costs one `stat`. Every read of the
+//! (the host's device and inode, size, modification time) differs from the last one this instance
+//! parsed, so a promotion applies to the next request while an unchanged policy costs one `stat`. Every read of the
 //! directory goes through std's file system, so it runs in [`permanent`] (see `super::arena`).
 
 use std::cell::RefCell;

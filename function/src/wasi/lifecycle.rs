@@ -6,10 +6,11 @@
 //!   memory becomes the component's initial state. Instances made from it start with all of it
 //!   ready, and with the language runtime's constructors already run, so no request parses what it
 //!   did not change.
-//! - `ember-ready` (called by Ember's host on each new instance, before its first request, unmetered):
-//!   starts what the C library starts lazily on first use (the environment, the preopened
-//!   directories) and reserves the request arena ([`super::arena`]), so a request's instruction count — what it is billed — is the same whether it
-//!   is its instance's first or hundredth. Hosts that don't know it (`wasmtime serve`, Spin)
+//! - `ember-ready` (called by Ember's host on each new instance, before its first request,
+//!   unmetered): starts what the C library starts lazily on first use (the environment, the
+//!   preopened directories) and reserves the request arena ([`super::arena`]), so a request's
+//!   instruction count — what it is billed — is the same whether it is its instance's first or
+//!   hundredth. Hosts that don't know it (`wasmtime serve`, Spin)
 //!   simply never call it.
 
 use super::catalog::{close_models_dir, open_models_dir, InstanceCatalog};

@@ -265,7 +265,6 @@ fn preinit_if_stale(out: &Path, models: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Evicts graphs idle longer than `idle`, forever.
 /// Resolves once no request has arrived for `seconds` and none is running; never without a limit.
 async fn idle_exit(front: &Front, seconds: Option<f64>) {
     let Some(seconds) = seconds else {
