@@ -6,19 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// One unit of an in-flight counter, released on drop.
 pub struct InFlight<'a> {
     counter: &'a AtomicU64,
-    alone: bool,
 }
 
 impl<'a> InFlight<'a> {
     /// Counts one more under way.
     pub fn enter(counter: &'a AtomicU64) -> Self {
-        let alone = counter.fetch_add(1, Ordering::AcqRel) == 0;
-        Self { counter, alone }
-    }
-
-    /// Whether nothing else was under way when this one entered.
-    pub fn alone(&self) -> bool {
-        self.alone
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self { counter }
     }
 }
 
@@ -33,11 +27,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn guards_count_while_alive_and_know_whether_they_were_first() {
+    fn guards_count_while_alive() {
         let counter = AtomicU64::new(0);
         let first = InFlight::enter(&counter);
         let second = InFlight::enter(&counter);
-        assert!(first.alone() && !second.alone());
         assert_eq!(counter.load(Ordering::Relaxed), 2);
         drop((first, second));
         assert_eq!(counter.load(Ordering::Relaxed), 0);

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use ember::metering::{journal, ledger};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
@@ -56,7 +57,7 @@ fn the_same_request_costs_the_same_every_time() {
             }
         }
         drop(server);
-        let conn = Connection::open(&db).unwrap();
+        let conn = ledger::open_current(&db).unwrap();
         let mut figures: HashMap<&str, Figures> = HashMap::new();
         for (model, _) in &cases {
             assert_eq!(
@@ -145,27 +146,55 @@ fn every_reply_a_client_received_survives_kill_9() {
         "too few replies before the kill: {}",
         received.len()
     );
+    // Right after the kill, every reply is in the database or in the journal the host appended
+    // to before replying (read without ingesting it).
+    let ids = |conn: &Connection| -> HashSet<String> {
+        conn.prepare("SELECT id FROM invocations")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
     let conn = Connection::open(&db).unwrap();
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(integrity, "ok");
-    let stored: HashSet<String> = conn
-        .prepare("SELECT id FROM invocations")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    let mut durable = ids(&conn);
+    drop(conn);
+    let journaled = journal::scan(&db).unwrap();
+    durable.extend(
+        journaled
+            .iter()
+            .flat_map(|f| f.records.iter().map(|r| r.id.clone())),
+    );
+    let missing: Vec<_> = received
+        .iter()
+        .filter(|id| !durable.contains(*id))
         .collect();
-    let missing: Vec<_> = received.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(
         missing.is_empty(),
-        "{} of {} replied invocations missing from the ledger",
+        "{} of {} replied invocations in neither the database nor the journal",
         missing.len(),
         received.len()
     );
-    // And a restart on the same ledger keeps appending.
+    assert!(
+        journaled.iter().all(|f| f.orphan.is_some()),
+        "a killed host's journal segments are still locked"
+    );
+    drop(journaled);
+    // The next start ingests the dead host's journal before serving: every reply is in SQLite.
     let server = start(&db);
+    let stored = ids(&Connection::open(&db).unwrap());
+    let missing: Vec<_> = received.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} replied invocations missing from the ledger after the restart",
+        missing.len(),
+        received.len()
+    );
+    // And the restarted host keeps appending.
     assert_eq!(
         server
             .post_json("/predict", &reference_cases("credit-risk")[0]["request"])

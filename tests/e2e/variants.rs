@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::support::{
@@ -119,7 +118,7 @@ fn embedded_fuel_per_request_stays_within_twice_the_wasi_nn_variant() {
             ids.push(reply.headers["ember-invocation-id"].clone());
         }
         drop(server);
-        let conn = Connection::open(&db).unwrap();
+        let conn = ember::metering::ledger::open_current(&db).unwrap();
         let figures: Vec<i64> = ids
             .iter()
             .map(|id| {

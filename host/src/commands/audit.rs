@@ -17,7 +17,7 @@ pub struct AuditArgs {
 
 /// Prints the invocation as JSON.
 pub fn run(args: AuditArgs) -> anyhow::Result<()> {
-    let conn = args.ledger.open_read_only()?;
+    let conn = args.ledger.open_current()?;
     let record = ledger::read_one(&conn, &args.id)?.with_context(|| {
         format!(
             "no invocation {} in {}",

@@ -186,7 +186,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             );
         }
         ModelsCommand::Agreement { name, ledger } => {
-            let conn = ledger.open_read_only()?;
+            let conn = ledger.open_current()?;
             let mut stmt = conn.prepare(
                 "SELECT model_version, shadow_version, COUNT(*), SUM(shadow_agrees) FROM decisions
                  WHERE model = ?1 AND shadow_agrees IS NOT NULL
@@ -231,7 +231,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 }
             };
             let baseline = Baseline::load(catalog.root(), &name, &version)?;
-            let conn = ledger.open_read_only()?;
+            let conn = ledger.open_current()?;
             let rows: Vec<_> = ledger::recent_decisions(&conn, &name, &version, window)?
                 .into_iter()
                 .filter_map(|r| r.decision)

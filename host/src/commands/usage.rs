@@ -26,7 +26,7 @@ pub struct UsageArgs {
 
 /// Runs `ember usage`.
 pub fn run(args: UsageArgs) -> anyhow::Result<()> {
-    let conn = args.ledger.open_read_only()?;
+    let conn = args.ledger.open_current()?;
     // An open end of the window is the whole ledger on that side.
     let bound = |time: &Option<String>, open: i64| -> anyhow::Result<i64> {
         Ok(time.as_deref().map(parse_time).transpose()?.unwrap_or(open))

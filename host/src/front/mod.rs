@@ -142,7 +142,7 @@ impl Front {
             method: &method,
             route,
         };
-        if let Err(error) = self.meter.record(arrival, &mut invocation).await {
+        if let Err(error) = self.meter.record(arrival, &mut invocation) {
             // Nothing billed is lost: a reply without a durable record is not sent.
             tracing::error!(error = ?error, "refusing the reply");
             return error_response(&ApiError::new(

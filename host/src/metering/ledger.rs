@@ -1,21 +1,37 @@
-//! The durable usage ledger: SQLite in WAL mode over one connection. A reply that commits alone
-//! writes its record itself; concurrent replies queue for a writer thread that group-commits them.
-//! Either way a reply waits until its record has committed, so a client that got a reply has its
-//! record on disk, even if the host is killed right after.
+//! The durable usage ledger: SQLite in WAL mode, fed through a write-ahead [`journal`]. A reply
+//! appends its record to the journal (one `write`) and leaves; the ingest thread commits the
+//! journal's records to SQLite in batches. A client that got a reply has its record in the journal
+//! at least, even if the host is killed right after, and every process that opens the ledger
+//! (`ember up`, or a reader such as `ember usage`) first ingests what the journal still holds.
+//!
+//! [`journal`]: super::journal
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rusqlite::{params, Connection, OpenFlags};
 
+use super::journal::{self, Segment};
 use super::{Decision, UsageRecord};
-use crate::in_flight::InFlight;
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 1024;
+
+/// How long the ingest thread gathers records after the first of a batch: nobody waits for the
+/// commit, so waiting a little turns many small transactions into one.
+const LINGER: Duration = Duration::from_millis(5);
+
+/// A journal segment is retired (a new one started) once it holds this many bytes.
+const SEGMENT_BYTES: u64 = 4 << 20;
+
+/// Wait before retrying a failed commit (the database busy with another process, a full disk).
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// Tries a failed commit gets once the ledger is shutting down.
+const SHUTDOWN_TRIES: u32 = 5;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -63,16 +79,24 @@ CREATE INDEX decisions_by_model ON decisions (model, model_version, started_at_u
 "#,
 ];
 
-type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
-
-/// The writer side of the ledger: one connection, used by a reply that commits alone, else by the
-/// writer thread, which commits the replies waiting for it in one batch.
+/// The writer side of the ledger: the journal segment replies append to, and the ingest thread
+/// that commits what they appended.
 pub struct Ledger {
-    conn: Arc<Mutex<Connection>>,
-    committing: AtomicU64,
-    sender: Option<mpsc::Sender<(UsageRecord, Ack)>>,
-    writer: Option<JoinHandle<()>>,
+    appender: Arc<Mutex<Appender>>,
+    ingest: Option<JoinHandle<()>>,
     path: PathBuf,
+}
+
+/// The segment being appended to and the way to its ingest thread; both are taken on shutdown.
+struct Appender {
+    segment: Option<Segment>,
+    to_ingest: Option<mpsc::Sender<Appended>>,
+}
+
+/// A record that is in the journal, on its way to the database.
+struct Appended {
+    segment: u64,
+    record: UsageRecord,
 }
 
 /// Where `ember up` writes the ledger and the commands that read it look for it.
@@ -87,10 +111,49 @@ pub struct LedgerArg {
 }
 
 impl LedgerArg {
-    /// Opens the ledger for reading (it must exist).
-    pub fn open_read_only(&self) -> anyhow::Result<Connection> {
-        open(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    /// Opens the ledger (it must exist) for reading, with everything the journal holds ingested.
+    pub fn open_current(&self) -> anyhow::Result<Connection> {
+        open_current(&self.path)
     }
+}
+
+/// Opens the existing ledger at `path` with every record of its journal ingested: live writers'
+/// (their replies have left) and those of writers that are gone (whose segments are then deleted).
+pub fn open_current(path: &Path) -> anyhow::Result<Connection> {
+    let mut conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    catch_up(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Deletes the ledger at `path`: the database, SQLite's files beside it and the journal.
+pub fn remove(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+    let _ = std::fs::remove_dir_all(journal::dir_of(path));
+}
+
+/// Ingests every segment of the journal of the ledger at `path` into `conn` (records already there
+/// are skipped) and deletes the segments whose writer is gone; returns how many records it read.
+fn catch_up(conn: &mut Connection, path: &Path) -> anyhow::Result<usize> {
+    let found = journal::scan(path)?;
+    let records = found.iter().map(|f| f.records.len()).sum();
+    if records > 0 {
+        insert(conn, found.iter().flat_map(|f| &f.records))
+            .with_context(|| format!("ingesting the journal of {}", path.display()))?;
+    }
+    for (segment, _lock) in found.into_iter().filter_map(|f| f.orphan) {
+        match std::fs::remove_file(&segment) {
+            // Its writer (or another reader) deleted it after committing it.
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).with_context(|| format!("deleting {}", segment.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(records)
 }
 
 /// Opens (creating and migrating if needed) the ledger database.
@@ -123,23 +186,30 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
 }
 
 impl Ledger {
-    /// Opens the ledger at `path` and starts its writer thread.
+    /// Opens the ledger at `path` — ingesting what an earlier process left in the journal — and
+    /// starts a journal segment of its own and the ingest thread.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn = open(
+        let mut conn = open(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         )?;
-        let conn = Arc::new(Mutex::new(conn));
+        let replayed = catch_up(&mut conn, path)?;
+        if replayed > 0 {
+            tracing::info!(records = replayed, ledger = %path.display(), "ingested the journal left by an earlier process");
+        }
+        let dir = journal::dir_of(path);
         let (sender, receiver) = mpsc::channel();
-        let shared = conn.clone();
-        let writer = std::thread::Builder::new()
+        let appender = Arc::new(Mutex::new(Appender {
+            segment: Some(Segment::create(&dir, 0)?),
+            to_ingest: Some(sender),
+        }));
+        let shared = appender.clone();
+        let ingest = std::thread::Builder::new()
             .name("ember-ledger".into())
-            .spawn(move || write_batches(&shared, receiver))?;
+            .spawn(move || ingest(conn, receiver, &shared, &dir))?;
         Ok(Self {
-            conn,
-            committing: AtomicU64::new(0),
-            sender: Some(sender),
-            writer: Some(writer),
+            appender,
+            ingest: Some(ingest),
             path: path.to_path_buf(),
         })
     }
@@ -149,57 +219,110 @@ impl Ledger {
         &self.path
     }
 
-    /// Commits `record` durably (a reply is sent only after this returns): right here when no
-    /// other commit is under way — saving the two thread hand-offs a queued commit costs — else
-    /// queued for the writer thread's next batch, which group-commits concurrent replies.
-    pub async fn commit(&self, record: UsageRecord) -> anyhow::Result<()> {
-        let committing = InFlight::enter(&self.committing);
-        if committing.alone() {
-            if let Ok(mut conn) = self.conn.try_lock() {
-                return insert(&mut conn, std::iter::once(&record)).context("ledger commit failed");
-            }
-        }
-        let (ack, committed) = tokio::sync::oneshot::channel();
-        self.sender
-            .as_ref()
-            .context("ledger closed")?
-            .send((record, ack))
-            .map_err(|_| anyhow::anyhow!("ledger writer stopped"))?;
-        committed
-            .await
-            .map_err(|_| anyhow::anyhow!("ledger writer stopped"))?
-            .map_err(|e| anyhow::anyhow!(e))
+    /// Makes `record` durable before its reply is sent: appends it to the journal (one write to
+    /// the page cache) and hands it to the ingest thread.
+    pub fn commit(&self, record: UsageRecord) -> anyhow::Result<()> {
+        let line = journal::line(&record);
+        let mut guard = lock(&self.appender);
+        let Appender {
+            segment: Some(segment),
+            to_ingest: Some(to_ingest),
+        } = &mut *guard
+        else {
+            anyhow::bail!("ledger closed");
+        };
+        segment
+            .append(&line)
+            .context("writing the ledger's journal")?;
+        // Sent under the lock, so the ingest thread receives records in journal order.
+        to_ingest
+            .send(Appended {
+                segment: segment.seq,
+                record,
+            })
+            .map_err(|_| anyhow::anyhow!("the ledger's ingest thread stopped"))
     }
 }
 
 impl Drop for Ledger {
-    /// Flushes queued records before the process exits.
+    /// Commits what the journal holds before the process exits.
     fn drop(&mut self) {
-        drop(self.sender.take());
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        drop(lock(&self.appender).to_ingest.take());
+        if let Some(ingest) = self.ingest.take() {
+            let _ = ingest.join();
         }
     }
 }
 
-fn write_batches(conn: &Mutex<Connection>, receiver: mpsc::Receiver<(UsageRecord, Ack)>) {
-    while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
+fn lock(appender: &Mutex<Appender>) -> MutexGuard<'_, Appender> {
+    appender.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The ingest thread: commits appended records in batches, starts a new segment once the current
+/// one is large, and deletes a retired segment once a record of a later one has committed (all of
+/// its records came before). A failed commit is retried with the records that arrived since; at
+/// shutdown it is given up after a few tries, and the journal keeps the records for the next start.
+fn ingest(
+    mut conn: Connection,
+    receiver: mpsc::Receiver<Appended>,
+    appender: &Mutex<Appender>,
+    dir: &Path,
+) {
+    let mut retired: Vec<Segment> = Vec::new();
+    let mut batch: Vec<Appended> = Vec::new();
+    let mut open = true;
+    let mut failures = 0;
+    while open || !batch.is_empty() {
+        if batch.is_empty() {
+            match receiver.recv() {
+                Ok(first) => batch.push(first),
                 Err(_) => break,
             }
         }
-        let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let result = insert(&mut conn, batch.iter().map(|(r, _)| r)).map_err(|e| {
-            tracing::error!(error = %e, "ledger commit failed");
-            e.to_string()
-        });
-        drop(conn);
-        for (_, ack) in batch {
-            let _ = ack.send(result.clone());
+        let deadline = Instant::now() + LINGER;
+        while open && batch.len() < MAX_BATCH {
+            match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(next) => batch.push(next),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+            }
         }
+        if let Err(error) = insert(&mut conn, batch.iter().map(|a| &a.record)) {
+            failures += 1;
+            tracing::error!(%error, records = batch.len(), failures, "ledger commit failed: retrying; the journal keeps the records");
+            if !open && failures >= SHUTDOWN_TRIES {
+                return;
+            }
+            std::thread::sleep(RETRY_AFTER);
+            continue;
+        }
+        failures = 0;
+        let newest = batch.last().map_or(0, |a| a.segment);
+        batch.clear();
+        let (done, kept) = retired.into_iter().partition(|s| s.seq < newest);
+        retired = kept;
+        done.into_iter().for_each(Segment::remove);
+        let mut appender = lock(appender);
+        if let Some(full) = appender.segment.take_if(|s| s.len() >= SEGMENT_BYTES) {
+            match Segment::create(dir, full.seq + 1) {
+                Ok(next) => {
+                    appender.segment = Some(next);
+                    retired.push(full);
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "could not start a new journal segment"
+                    );
+                    appender.segment = Some(full);
+                }
+            }
+        }
+    }
+    // Every record appended has been received and committed: the journal is all in the database.
+    retired.into_iter().for_each(Segment::remove);
+    if let Some(segment) = lock(appender).segment.take() {
+        segment.remove();
     }
 }
 
@@ -207,16 +330,18 @@ fn insert<'a>(
     conn: &mut Connection,
     records: impl Iterator<Item = &'a UsageRecord>,
 ) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    // Immediate: take the write lock up front, so a busy database waits in `busy_timeout`
+    // rather than failing the transaction midway.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO invocations (id, started_at_us, function, model, model_version, method,
+            "INSERT OR IGNORE INTO invocations (id, started_at_us, function, model, model_version, method,
                 route, status, failure, wall_us, cpu_us, fuel, infer_calls, infer_us, infer_macs,
                 peak_memory_bytes, bytes_in, bytes_out, cost)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         )?;
         let mut decisions = tx.prepare_cached(
-            "INSERT INTO decisions (invocation_id, model, model_version, started_at_us,
+            "INSERT OR IGNORE INTO decisions (invocation_id, model, model_version, started_at_us,
                 input_sha256, features, prediction, output, shadow_version, shadow_prediction,
                 shadow_agrees, fallback_from, fallback_reason)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -355,4 +480,196 @@ fn query(
         })
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn record(id: usize, decided: bool) -> UsageRecord {
+        UsageRecord {
+            id: format!("inv-{id:04}"),
+            started_at_us: 1_700_000_000_000_000 + id as i64,
+            function: "ember_function".into(),
+            model: Some("credit-risk".into()),
+            model_version: Some("1".into()),
+            method: "POST".into(),
+            route: "/predict".into(),
+            status: 200,
+            failure: None,
+            wall_us: 300,
+            cpu_us: 250,
+            fuel: 61_545,
+            infer_calls: 1,
+            infer_us: 12,
+            infer_macs: 47,
+            peak_memory_bytes: 1 << 20,
+            bytes_in: 44,
+            bytes_out: 210,
+            cost: 2.9e-7,
+            decision: decided.then(|| Decision {
+                input_sha256: "ab".repeat(32),
+                features: vec![42.0, 52_000.0, 710.0],
+                prediction: Some(0),
+                output: r#"{"label":"repaid"}"#.into(),
+                shadow_version: None,
+                shadow_prediction: None,
+                shadow_agrees: None,
+                fallback_from: None,
+                fallback_reason: None,
+            }),
+        }
+    }
+
+    fn stored(path: &Path) -> Vec<UsageRecord> {
+        let conn = open(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        read(&conn, 0, i64::MAX).unwrap()
+    }
+
+    #[test]
+    fn a_closed_ledger_has_every_record_in_sqlite_and_an_empty_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let ledger = Ledger::open(&path).unwrap();
+        let records: Vec<_> = (0..300).map(|i| record(i, i % 2 == 0)).collect();
+        for r in &records {
+            ledger.commit(r.clone()).unwrap();
+        }
+        drop(ledger);
+        assert_eq!(stored(&path), records);
+        assert_eq!(
+            std::fs::read_dir(journal::dir_of(&path)).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_reader_sees_a_live_writers_journal_and_leaves_its_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let ledger = Ledger::open(&path).unwrap();
+        ledger.commit(record(1, true)).unwrap();
+        // Whether or not the ingest thread got to it, a reader that catches up has it.
+        let conn = open_current(&path).unwrap();
+        assert_eq!(read_one(&conn, "inv-0001").unwrap(), Some(record(1, true)));
+        let segments = journal::scan(&path).unwrap();
+        assert_eq!(segments.len(), 1, "the writer's segment is kept");
+        assert!(
+            segments[0].orphan.is_none(),
+            "a live writer's segment is locked"
+        );
+        drop(segments);
+        // The writer's own ingest of the same record is not a conflict.
+        ledger.commit(record(2, false)).unwrap();
+        drop(ledger);
+        assert_eq!(stored(&path), vec![record(1, true), record(2, false)]);
+    }
+
+    #[test]
+    fn a_dead_writers_journal_is_ingested_on_open_and_its_torn_last_line_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        drop(
+            open(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            )
+            .unwrap(),
+        );
+        let journal_dir = journal::dir_of(&path);
+        std::fs::create_dir_all(&journal_dir).unwrap();
+        // What a writer killed inside its third append leaves: two lines and part of a third.
+        let mut segment = std::fs::File::create(journal_dir.join("0190-dead.jsonl")).unwrap();
+        segment.write_all(&journal::line(&record(1, true))).unwrap();
+        segment
+            .write_all(&journal::line(&record(2, false)))
+            .unwrap();
+        let third = journal::line(&record(3, true));
+        segment.write_all(&third[..third.len() / 2]).unwrap();
+        drop(segment);
+        // Neither the database nor the reader's view misses the two replied records.
+        let ledger = Ledger::open(&path).unwrap();
+        assert_eq!(stored(&path), vec![record(1, true), record(2, false)]);
+        assert!(!journal_dir.join("0190-dead.jsonl").exists());
+        ledger.commit(record(4, false)).unwrap();
+        drop(ledger);
+        assert_eq!(stored(&path).len(), 3);
+    }
+
+    #[test]
+    fn a_journal_line_that_does_not_read_stops_the_open_and_keeps_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        drop(
+            open(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            )
+            .unwrap(),
+        );
+        let journal_dir = journal::dir_of(&path);
+        std::fs::create_dir_all(&journal_dir).unwrap();
+        let segment = journal_dir.join("0190-corrupt.jsonl");
+        let mut lines = journal::line(&record(1, true));
+        lines.extend_from_slice(b"{\"id\": \"not a record\"}\n");
+        lines.extend(journal::line(&record(2, true)));
+        std::fs::write(&segment, lines).unwrap();
+        let error = format!(
+            "{:#}",
+            Ledger::open(&path)
+                .err()
+                .expect("a corrupt journal is refused")
+        );
+        assert!(error.contains("line 2 does not read"), "{error}");
+        assert!(segment.exists(), "nothing replied may be dropped unnoticed");
+    }
+
+    /// Waits (bounded) until the database holds `count` records.
+    fn wait_for(path: &Path, count: usize) {
+        for _ in 0..3000 {
+            if stored(path).len() == count {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the ingest thread did not commit {count} records in 30 s");
+    }
+
+    fn segment_names(path: &Path) -> Vec<std::ffi::OsString> {
+        let mut names: Vec<_> = std::fs::read_dir(journal::dir_of(path))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_full_segment_is_retired_and_deleted_once_a_later_one_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let ledger = Ledger::open(&path).unwrap();
+        let first = segment_names(&path);
+        assert_eq!(first.len(), 1);
+        let full = SEGMENT_BYTES as usize / journal::line(&record(0, true)).len() + 1;
+        for i in 0..full {
+            ledger.commit(record(i, true)).unwrap();
+        }
+        wait_for(&path, full);
+        // The ingest thread starts a new segment after the batch that filled the first, and
+        // deletes the first once a record of the new one has committed.
+        let mut committed = full;
+        while segment_names(&path).contains(&first[0]) {
+            assert!(committed < full + 100, "the full segment was never retired");
+            ledger.commit(record(committed, false)).unwrap();
+            committed += 1;
+            wait_for(&path, committed);
+        }
+        assert_eq!(segment_names(&path).len(), 1, "one live segment");
+        drop(ledger);
+        assert_eq!(stored(&path).len(), committed);
+        assert!(segment_names(&path).is_empty());
+    }
 }

@@ -97,9 +97,9 @@ impl Arrival<'_> {
 pub struct MeteringUnavailable(#[source] anyhow::Error);
 
 impl Meter {
-    /// Records `invocation`: builds and prices its record, observes it, commits it to the ledger
-    /// (waiting for durability) and sets the reply's metering headers.
-    pub async fn record(
+    /// Records `invocation`: builds and prices its record, observes it, makes it durable in the
+    /// ledger (its journal append) and sets the reply's metering headers.
+    pub fn record(
         &self,
         arrival: Arrival<'_>,
         invocation: &mut Invocation,
@@ -120,7 +120,7 @@ impl Meter {
         };
         let cost = format!("{:.12} {}", record.cost, self.prices.currency);
         let (id, wall_us) = (record.id.clone(), record.wall_us);
-        ledger.commit(record).await.map_err(MeteringUnavailable)?;
+        ledger.commit(record).map_err(MeteringUnavailable)?;
         let reply = invocation.response.headers_mut();
         for (name, value) in [
             (headers::INVOCATION_ID, id),

@@ -1,20 +1,21 @@
 //! Metering: every invocation becomes one [`UsageRecord`], priced by a [`prices::PriceTable`],
-//! written to the durable [`ledger`] (a reply waits for its record's commit), counted in Prometheus
+//! made durable in the [`ledger`] (a reply waits for its record's [`journal`] append), counted in Prometheus
 //! [`metrics`] and watched for [`drift`]; the [`meter::Meter`] does all of it for one invocation.
 
 pub mod drift;
+pub mod journal;
 pub mod ledger;
 pub mod meter;
 pub mod metrics;
 pub mod prices;
 pub mod usage;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runtime::InvocationStats;
 
 /// One invocation, as billed and audited.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UsageRecord {
     /// Invocation id (UUIDv7: time-ordered), also sent as `ember-invocation-id`.
     pub id: String,
@@ -59,7 +60,7 @@ pub struct UsageRecord {
 }
 
 /// A model's decision, for the audit trail, drift monitoring and shadow comparison.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Decision {
     /// SHA-256 of the request body, hex.
     pub input_sha256: String,

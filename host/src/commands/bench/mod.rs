@@ -115,6 +115,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if runs(Section::Browser) {
         browser::run(&args, &floors)?;
     }
+    crate::metering::ledger::remove(&bench_ledger());
     Ok(())
 }
 
@@ -213,15 +214,14 @@ fn variants(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resu
             let probe = probe(&args.models, &address, model)?;
             let samples = warm_latency(runtime, &probe, args.requests / 3)?;
             stop(&mut child);
-            let conn =
-                crate::metering::ledger::open(&ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let conn = crate::metering::ledger::open_current(&ledger)?;
             let guest_fuel: i64 = conn.query_row(
                 "SELECT fuel FROM invocations ORDER BY started_at_us DESC LIMIT 1",
                 [],
                 |r| r.get(0),
             )?;
             drop(conn);
-            let _ = std::fs::remove_file(&ledger);
+            crate::metering::ledger::remove(&ledger);
             println!(
                 "{model:<12} {variant:<9} {:>8.1} {:>8.1} {guest_fuel:>12}",
                 samples.p50_us(),
@@ -375,7 +375,15 @@ fn spawn_server_with_ledger(
     Ok((child, address))
 }
 
+/// Stops a server the bench started as an operator would (SIGTERM: it ingests its journal and
+/// exits), so the next one starts on an ingested ledger; kills it if it has not exited in 10 s.
 fn stop(child: &mut Child) {
+    // SAFETY: signalling a child this process spawned and has not reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
