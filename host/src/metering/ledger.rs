@@ -484,8 +484,6 @@ fn query(
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write as _;
-
     use super::*;
 
     fn record(id: usize, decided: bool) -> UsageRecord {
@@ -567,10 +565,10 @@ mod tests {
         assert_eq!(stored(&path), vec![record(1, true), record(2, false)]);
     }
 
-    #[test]
-    fn a_dead_writers_journal_is_ingested_on_open_and_its_torn_last_line_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("usage.db");
+    /// A ledger database in `dir` whose journal holds one segment with `bytes`, left unlocked
+    /// as a dead writer leaves it; returns the database and the segment.
+    fn dead_writers_journal(dir: &Path, bytes: &[u8]) -> (PathBuf, PathBuf) {
+        let path = dir.join("usage.db");
         drop(
             open(
                 &path,
@@ -580,19 +578,24 @@ mod tests {
         );
         let journal_dir = journal::dir_of(&path);
         std::fs::create_dir_all(&journal_dir).unwrap();
+        let segment = journal_dir.join("0190-dead.jsonl");
+        std::fs::write(&segment, bytes).unwrap();
+        (path, segment)
+    }
+
+    #[test]
+    fn a_dead_writers_journal_is_ingested_on_open_and_its_torn_last_line_skipped() {
+        let dir = tempfile::tempdir().unwrap();
         // What a writer killed inside its third append leaves: two lines and part of a third.
-        let mut segment = std::fs::File::create(journal_dir.join("0190-dead.jsonl")).unwrap();
-        segment.write_all(&journal::line(&record(1, true))).unwrap();
-        segment
-            .write_all(&journal::line(&record(2, false)))
-            .unwrap();
+        let mut lines = journal::line(&record(1, true));
+        lines.extend(journal::line(&record(2, false)));
         let third = journal::line(&record(3, true));
-        segment.write_all(&third[..third.len() / 2]).unwrap();
-        drop(segment);
+        lines.extend_from_slice(&third[..third.len() / 2]);
+        let (path, segment) = dead_writers_journal(dir.path(), &lines);
         // Neither the database nor the reader's view misses the two replied records.
         let ledger = Ledger::open(&path).unwrap();
         assert_eq!(stored(&path), vec![record(1, true), record(2, false)]);
-        assert!(!journal_dir.join("0190-dead.jsonl").exists());
+        assert!(!segment.exists());
         ledger.commit(record(4, false)).unwrap();
         drop(ledger);
         assert_eq!(stored(&path).len(), 3);
@@ -601,21 +604,10 @@ mod tests {
     #[test]
     fn a_journal_line_that_does_not_read_stops_the_open_and_keeps_the_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("usage.db");
-        drop(
-            open(
-                &path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-            )
-            .unwrap(),
-        );
-        let journal_dir = journal::dir_of(&path);
-        std::fs::create_dir_all(&journal_dir).unwrap();
-        let segment = journal_dir.join("0190-corrupt.jsonl");
         let mut lines = journal::line(&record(1, true));
         lines.extend_from_slice(b"{\"id\": \"not a record\"}\n");
         lines.extend(journal::line(&record(2, true)));
-        std::fs::write(&segment, lines).unwrap();
+        let (path, segment) = dead_writers_journal(dir.path(), &lines);
         let error = format!(
             "{:#}",
             Ledger::open(&path)
