@@ -58,6 +58,11 @@ pub enum Code {
     WrongDataLength,
     /// A v2 input's shape does not fit the model's.
     WrongShape,
+    /// The binary tensor data does not add up: the JSON header's length, or the bytes the
+    /// inputs claim, disagree with the body.
+    BinaryDataMismatch,
+    /// A request parameter names a protocol extension Ember does not offer.
+    UnsupportedParameter,
     // Routing (404, 405, 413, 415).
     /// No such route.
     NoRoute,
@@ -107,7 +112,8 @@ impl Code {
             NotAnObject | UnknownField | UnknownFeature | MissingField | MissingFeature
             | WrongType | NotFinite | NotAnInteger | OutOfRange | BadBase64 | NotAnImage
             | ImageTooLarge | DuplicateInput | MissingInput | UnknownInput | UnknownOutput
-            | BatchMismatch | BatchTooLarge | WrongDatatype | WrongDataLength | WrongShape => 422,
+            | BatchMismatch | BatchTooLarge | WrongDatatype | WrongDataLength | WrongShape
+            | BinaryDataMismatch | UnsupportedParameter => 422,
             NoRoute | NotFound | UnknownModel | UnknownVersion => 404,
             MethodNotAllowed => 405,
             BodyTooLarge => 413,
@@ -155,6 +161,8 @@ impl Code {
             WrongDatatype => "wrong_datatype",
             WrongDataLength => "wrong_data_length",
             WrongShape => "wrong_shape",
+            BinaryDataMismatch => "binary_data_mismatch",
+            UnsupportedParameter => "unsupported_parameter",
             NoRoute => "no_route",
             NotFound => "not_found",
             UnknownModel => "unknown_model",

@@ -4,6 +4,10 @@
 /// Request: the caller's identity, for sticky traffic splits.
 pub const CALLER_KEY: &str = "ember-caller-key";
 
+/// Request and reply (KServe v2 binary tensor data extension): the length of the JSON header that
+/// the raw tensor bytes follow.
+pub const INFERENCE_HEADER_CONTENT_LENGTH: &str = "inference-header-content-length";
+
 /// Reply: the model that answered (also on errors, once a model was resolved).
 pub const MODEL: &str = "ember-model";
 

@@ -89,6 +89,15 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// Whether every element is finite (integers always are).
+    pub fn is_finite(&self) -> bool {
+        match self {
+            TensorData::F32(v) => v.iter().all(|x| x.is_finite()),
+            TensorData::F64(v) => v.iter().all(|x| x.is_finite()),
+            TensorData::I32(_) | TensorData::I64(_) => true,
+        }
+    }
+
     /// Little-endian bytes, as `wasi:nn` tensors carry them.
     pub fn to_le_bytes(&self) -> Vec<u8> {
         match self {

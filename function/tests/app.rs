@@ -82,6 +82,7 @@ fn call(app: &App<DirCatalog, &Scripted>, method: &str, path: &str, body: &[u8])
         method,
         path,
         content_type: Some("application/json"),
+        inference_header_length: None,
         body,
         pick: Pick::default(),
     })

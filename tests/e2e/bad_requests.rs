@@ -326,3 +326,126 @@ fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     assert_eq!(status, 200);
     assert_eq!(reply["prediction"], case["prediction"]);
 }
+
+/// A binary tensor data request for credit-risk: the first reference case's input, as
+/// `binary_data_size` bytes, with `mutate` applied to the input's JSON.
+fn binary_input(mutate: impl Fn(&mut Value)) -> (Value, Vec<u8>) {
+    let input = &reference_cases("credit-risk")[0]["inputs"][0];
+    let bytes: Vec<u8> = input["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|x| (x.as_f64().unwrap() as f32).to_le_bytes())
+        .collect();
+    let mut tensor = json!({
+        "name": "input",
+        "datatype": "FP32",
+        "shape": input["shape"],
+        "parameters": {"binary_data_size": bytes.len()},
+    });
+    mutate(&mut tensor);
+    (json!({ "inputs": [tensor] }), bytes)
+}
+
+/// A binary tensor data request that must be refused, with the field and code the reply names.
+struct BinaryCase {
+    what: &'static str,
+    header: Value,
+    tensor_bytes: Vec<u8>,
+    header_length: Option<&'static str>,
+    field: &'static str,
+    code: &'static str,
+}
+
+#[test]
+fn binary_tensor_data_that_does_not_add_up_is_refused_naming_the_rule() {
+    let server = Server::start(&[]);
+    let infer = "/v2/models/credit-risk/infer";
+    let (header, bytes) = binary_input(|_| {});
+    let (status, reply) = server.post_binary_infer(infer, &header, &bytes, None);
+    assert_eq!(status, 200, "the well-formed request: {reply}");
+    let refused = |what, header: &Value, tensor_bytes: &[u8], field, code| BinaryCase {
+        what,
+        header: header.clone(),
+        tensor_bytes: tensor_bytes.to_vec(),
+        header_length: None,
+        field,
+        code,
+    };
+    let size = "inputs[0].parameters.binary_data_size";
+    let mismatch = "binary_data_mismatch";
+    let nan = [&f32::NAN.to_le_bytes()[..], &bytes[4..]].concat();
+    let extra = [&bytes[..], &[0; 4]].concat();
+    let cases = [
+        BinaryCase {
+            header_length: Some("100000"),
+            ..refused(
+                "header longer than the body",
+                &header,
+                &bytes,
+                "inference-header-content-length",
+                mismatch,
+            )
+        },
+        BinaryCase {
+            header_length: Some("twelve"),
+            ..refused(
+                "header length not a number",
+                &header,
+                &bytes,
+                "inference-header-content-length",
+                mismatch,
+            )
+        },
+        refused(
+            "fewer bytes than claimed",
+            &header,
+            &bytes[..20],
+            size,
+            mismatch,
+        ),
+        refused("bytes no input claims", &header, &extra, "inputs", mismatch),
+        refused(
+            "size not the shape's",
+            &binary_input(|t| t["parameters"]["binary_data_size"] = json!(24)).0,
+            &bytes[..24],
+            size,
+            "wrong_data_length",
+        ),
+        refused("a NaN", &header, &nan, "inputs[0].data", "not_finite"),
+        refused(
+            "data and bytes both",
+            &binary_input(|t| t["data"] = json!(vec![1.0; 7])).0,
+            &bytes,
+            "inputs[0].data",
+            mismatch,
+        ),
+        refused(
+            "shared memory",
+            &binary_input(|t| t["parameters"]["shared_memory_region"] = json!("r")).0,
+            &bytes,
+            "inputs[0].parameters.shared_memory_region",
+            "unsupported_parameter",
+        ),
+        refused(
+            "classification",
+            &json!({"inputs": header["inputs"],
+                "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}]}),
+            &bytes,
+            "outputs[0].parameters.classification",
+            "unsupported_parameter",
+        ),
+    ];
+    for c in cases {
+        let (status, reply) =
+            server.post_binary_infer(infer, &c.header, &c.tensor_bytes, c.header_length);
+        let what = c.what;
+        assert_eq!(status, 400, "{what}: {reply}");
+        assert_eq!(reply["field"], c.field, "{what}: {reply}");
+        assert_eq!(reply["code"], c.code, "{what}: {reply}");
+        assert!(
+            reply["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 mod bad_requests;
 mod browser;
+mod clients;
 mod concurrency;
 mod decisions;
 mod isolation;

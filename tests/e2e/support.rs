@@ -171,6 +171,27 @@ impl Server {
         self.post_full(path, "application/json", body.to_string().as_bytes())
     }
 
+    /// `POST path` with a v2 binary tensor data body: the JSON `header`, then `tensor_bytes`, with
+    /// `header_length` as its `Inference-Header-Content-Length` (the header's own length when `None`).
+    pub fn post_binary_infer(
+        &self,
+        path: &str,
+        header: &Value,
+        tensor_bytes: &[u8],
+        header_length: Option<&str>,
+    ) -> (u16, Value) {
+        let mut body = header.to_string().into_bytes();
+        let length = header_length.map_or_else(|| body.len().to_string(), str::to_string);
+        body.extend_from_slice(tensor_bytes);
+        let reply = full_reply(
+            agent()
+                .post(format!("{}{path}", self.base))
+                .header("inference-header-content-length", length)
+                .send(&body[..]),
+        );
+        (reply.status, reply.body)
+    }
+
     fn post_full(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
         full_reply(
             agent()

@@ -38,6 +38,9 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The `content-type` header, if any.
     pub content_type: Option<&'a str>,
+    /// The `Inference-Header-Content-Length` header, if any: a v2 infer body's JSON part ends
+    /// there and binary tensor data follows.
+    pub inference_header_length: Option<&'a str>,
     /// The whole body (at most [`predict::MAX_BODY_BYTES`]).
     pub body: &'a [u8],
     /// How a traffic split picks a version for this caller.
@@ -142,12 +145,12 @@ impl<C: Catalog, I: Inference> App<C, I> {
             .catalog
             .spec(target.model, target.version, request.pick)?;
         self.remember(&spec);
-        let body = predict::json_body(request.content_type, request.body)?;
-        let infer = v2::parse_infer(&spec, &body)?;
+        let infer = v2::parse_infer(&spec, request.inference_header_length, request.body)?;
         let outputs = self.inference.infer(&spec, infer.inputs.clone())?;
-        Ok(Response::from_model(
-            &spec,
-            v2::infer_response(&spec, &infer, &outputs),
-        ))
+        let reply = v2::infer_response(&spec, &infer, &outputs);
+        Ok(Response {
+            tensor_data: reply.tensor_data,
+            ..Response::from_model(&spec, reply.header)
+        })
     }
 }

@@ -51,11 +51,11 @@ pub fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiEr
     let media_type = content_type
         .and_then(|ct| ct.split(';').next())
         .map(|ct| ct.trim().to_ascii_lowercase());
-    if media_type.as_deref() != Some("application/json") {
+    if media_type.as_deref() != Some(JSON) {
         return Err(ApiError::new(
             Code::UnsupportedMediaType,
             format!(
-                "content-type must be application/json, got {}",
+                "content-type must be {JSON}, got {}",
                 content_type.unwrap_or("none")
             ),
         )
@@ -66,6 +66,9 @@ pub fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiEr
     }
     parse_json(body)
 }
+
+/// The JSON media type, which every reply without tensor data has.
+pub const JSON: &str = "application/json";
 
 /// 413 for a body over [`MAX_BODY_BYTES`].
 pub fn too_large() -> ApiError {

@@ -6,8 +6,10 @@ use ember_contract::{ApiError, ModelVersion, Telemetry};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::app::predict;
 use crate::postprocess::Classification;
 use crate::spec::ModelSpec;
+use crate::v2::binary::OCTET_STREAM;
 
 /// A reply: status, JSON body and the model version that answered (sent as the
 /// `ember-model` / `ember-model-version` headers, which hosts use to attribute usage).
@@ -21,6 +23,19 @@ pub struct Response {
     pub model: Option<ModelVersion>,
     /// What the host records about a prediction (audit trail, drift, shadow), if one was made.
     pub telemetry: Option<Telemetry>,
+    /// Raw tensor bytes that follow the JSON body (the v2 binary tensor data extension).
+    pub tensor_data: Option<Vec<u8>>,
+}
+
+/// A [`Response`] as it goes on the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// The `content-type`.
+    pub content_type: &'static str,
+    /// The `Inference-Header-Content-Length`: the JSON part's length, when tensor data follows it.
+    pub header_length: Option<usize>,
+    /// The body: the JSON, then any tensor data.
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -31,6 +46,7 @@ impl Response {
             body,
             model: None,
             telemetry: None,
+            tensor_data: None,
         }
     }
 
@@ -54,12 +70,29 @@ impl Response {
             body,
             model: None,
             telemetry: None,
+            tensor_data: None,
         }
     }
 
-    /// The body as bytes.
-    pub fn body_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.body).unwrap_or_default()
+    /// The reply's content type and body bytes.
+    pub fn encode(&self) -> Encoded {
+        let mut bytes = serde_json::to_vec(&self.body).unwrap_or_default();
+        match &self.tensor_data {
+            None => Encoded {
+                content_type: predict::JSON,
+                header_length: None,
+                bytes,
+            },
+            Some(tensors) => {
+                let header_length = Some(bytes.len());
+                bytes.extend_from_slice(tensors);
+                Encoded {
+                    content_type: OCTET_STREAM,
+                    header_length,
+                    bytes,
+                }
+            }
+        }
     }
 }
 

@@ -33,6 +33,8 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         Ok(body) => {
             let method = method_name(&request.method());
             let content_type = header(&request, "content-type");
+            let inference_header_length =
+                header(&request, headers::INFERENCE_HEADER_CONTENT_LENGTH);
             let caller_key = header(&request, headers::CALLER_KEY);
             let default_model =
                 std::env::var(DEFAULT_MODEL_ENV).unwrap_or_else(|_| DEFAULT_MODEL.into());
@@ -41,6 +43,7 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
                 method: &method,
                 path: &path,
                 content_type: content_type.as_deref(),
+                inference_header_length: inference_header_length.as_deref(),
                 body: &body,
                 pick: Pick {
                     caller_key: caller_key.as_deref(),
@@ -114,7 +117,17 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
 const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
 fn send(out: ResponseOutparam, response: &Response) {
-    let mut fields = vec![("content-type".to_string(), b"application/json".to_vec())];
+    let encoded = response.encode();
+    let mut fields = vec![(
+        "content-type".to_string(),
+        encoded.content_type.as_bytes().to_vec(),
+    )];
+    if let Some(length) = encoded.header_length {
+        fields.push((
+            headers::INFERENCE_HEADER_CONTENT_LENGTH.to_string(),
+            length.to_string().into_bytes(),
+        ));
+    }
     if let Some(model) = &response.model {
         fields.push((headers::MODEL.to_string(), model.model.as_bytes().to_vec()));
         fields.push((
@@ -135,11 +148,10 @@ fn send(out: ResponseOutparam, response: &Response) {
     let _ = outgoing.set_status_code(response.status);
     let body = outgoing.body().expect("body is taken once");
     ResponseOutparam::set(out, Ok(outgoing));
-    let bytes = response.body_bytes();
     if let Ok(mut stream) = body.write() {
         // A client that went away is not the function's failure.
         let _ = stream
-            .write_all(&bytes)
+            .write_all(&encoded.bytes)
             .and_then(|_| std::io::Write::flush(&mut stream));
     }
     let _ = OutgoingBody::finish(body, None);

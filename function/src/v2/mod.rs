@@ -1,4 +1,7 @@
-//! KServe Open Inference Protocol v2 (REST, JSON tensors): request checks and reply shapes.
+//! KServe Open Inference Protocol v2 (REST): request checks and reply shapes, with JSON tensors
+//! or Triton's [`binary`] tensor data extension.
+
+pub mod binary;
 
 use serde_json::{json, Map, Value};
 
@@ -17,13 +20,39 @@ pub struct InferRequest {
     pub id: Option<String>,
     /// Input tensors, checked against the model's declaration.
     pub inputs: Vec<Tensor>,
-    /// Output names the caller asked for; empty means all.
-    pub outputs: Vec<String>,
+    /// The outputs the caller asked for; empty means all.
+    pub outputs: Vec<RequestedOutput>,
+    /// Whether outputs not asked for by name go back as binary tensor data
+    /// (`parameters.binary_data_output`).
+    pub binary_output: bool,
+}
+
+/// An output a v2 request asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestedOutput {
+    /// Its name in the model.
+    pub name: String,
+    /// Whether it goes back as binary tensor data (`parameters.binary_data`).
+    pub binary: Option<bool>,
+}
+
+/// A v2 infer reply: the JSON header and the binary tensor data after it, if any output went
+/// binary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferReply {
+    /// The JSON part.
+    pub header: Value,
+    /// The outputs' raw bytes, in the order the header lists them.
+    pub tensor_data: Option<Vec<u8>>,
 }
 
 /// `GET /v2`: server metadata.
 pub fn server_metadata() -> Value {
-    json!({ "name": "ember", "version": env!("CARGO_PKG_VERSION"), "extensions": [] })
+    json!({
+        "name": "ember",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": [binary::EXTENSION],
+    })
 }
 
 /// `GET /v2/models/{m}[/versions/{v}]`: model metadata.
@@ -42,8 +71,17 @@ pub fn model_metadata(spec: &ModelSpec, versions: &ModelVersions) -> Value {
     })
 }
 
-/// Parses and checks an infer request body against the model's declared inputs.
-pub fn parse_infer(spec: &ModelSpec, body: &Value) -> Result<InferRequest, ApiError> {
+/// Parses and checks an infer request body against the model's declared inputs, split at its
+/// `Inference-Header-Content-Length` when binary tensor data follows the JSON.
+pub fn parse_infer(
+    spec: &ModelSpec,
+    header_length: Option<&str>,
+    body: &[u8],
+) -> Result<InferRequest, ApiError> {
+    let binary::SplitBody {
+        header: body,
+        mut tensors,
+    } = binary::split(header_length, body)?;
     let object = body.as_object().ok_or_else(|| {
         ApiError::invalid(
             Code::NotAnObject,
@@ -79,10 +117,10 @@ pub fn parse_infer(spec: &ModelSpec, body: &Value) -> Result<InferRequest, ApiEr
             ))
         }
     };
-    let mut tensors = Vec::with_capacity(inputs.len());
+    let mut parsed = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
-        let tensor = parse_input(spec, i, input)?;
-        if tensors.iter().any(|t: &Tensor| t.name == tensor.name) {
+        let tensor = parse_input(spec, i, input, &mut tensors)?;
+        if parsed.iter().any(|t: &Tensor| t.name == tensor.name) {
             let field = format!("inputs[{i}].name");
             return Err(ApiError::invalid(
                 Code::DuplicateInput,
@@ -90,12 +128,12 @@ pub fn parse_infer(spec: &ModelSpec, body: &Value) -> Result<InferRequest, ApiEr
                 format!("input '{}' is given twice", tensor.name),
             ));
         }
-        tensors.push(tensor);
+        parsed.push(tensor);
     }
     if let Some(missing) = spec
         .inputs
         .iter()
-        .find(|d| !tensors.iter().any(|t| t.name == d.name))
+        .find(|d| !parsed.iter().any(|t| t.name == d.name))
     {
         return Err(ApiError::invalid(
             Code::MissingInput,
@@ -103,25 +141,28 @@ pub fn parse_infer(spec: &ModelSpec, body: &Value) -> Result<InferRequest, ApiEr
             format!("input '{}' is missing", missing.name),
         ));
     }
-    let batch = tensors[0].shape[0];
-    if let Some(t) = tensors.iter().find(|t| t.shape[0] != batch) {
+    let batch = parsed[0].shape[0];
+    if let Some(t) = parsed.iter().find(|t| t.shape[0] != batch) {
         return Err(ApiError::invalid(
             Code::BatchMismatch,
             "inputs",
             format!("input '{}' has a different batch size", t.name),
         ));
     }
+    tensors.finish()?;
     Ok(InferRequest {
         id,
-        inputs: tensors,
+        inputs: parsed,
         outputs: parse_requested_outputs(spec, object)?,
+        binary_output: binary::flag(&body, "binary_data_output", "parameters.binary_data_output")?
+            .unwrap_or(false),
     })
 }
 
 fn parse_requested_outputs(
     spec: &ModelSpec,
     object: &Map<String, Value>,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<RequestedOutput>, ApiError> {
     let Some(requested) = object.get("outputs") else {
         return Ok(Vec::new());
     };
@@ -135,8 +176,13 @@ fn parse_requested_outputs(
             let name = o.get("name").and_then(Value::as_str).ok_or_else(|| {
                 ApiError::invalid(Code::MissingField, &field, "each output needs a 'name'")
             })?;
+            binary::refuse_unsupported(o, &format!("outputs[{i}]"))?;
+            let binary = binary::flag(o, "binary_data", &format!("outputs[{i}].parameters"))?;
             if spec.outputs.iter().any(|d| d.name == name) {
-                Ok(name.to_string())
+                Ok(RequestedOutput {
+                    name: name.to_string(),
+                    binary,
+                })
             } else {
                 Err(ApiError::invalid(
                     Code::UnknownOutput,
@@ -148,7 +194,12 @@ fn parse_requested_outputs(
         .collect()
 }
 
-fn parse_input(spec: &ModelSpec, i: usize, input: &Value) -> Result<Tensor, ApiError> {
+fn parse_input(
+    spec: &ModelSpec,
+    i: usize,
+    input: &Value,
+    tensor_bytes: &mut binary::TensorBytes,
+) -> Result<Tensor, ApiError> {
     let field = |k: &str| format!("inputs[{i}].{k}");
     let get = |k: &str| {
         input.get(k).ok_or_else(|| {
@@ -182,22 +233,59 @@ fn parse_input(spec: &ModelSpec, i: usize, input: &Value) -> Result<Tensor, ApiE
         ));
     }
     let shape = parse_shape(declared, get("shape")?, &field("shape"))?;
-    let mut flat = Vec::new();
-    flatten(get("data")?, &mut flat, &field("data"))?;
+    binary::refuse_unsupported(input, &format!("inputs[{i}]"))?;
     let expected = Tensor::element_count(&shape);
-    if flat.len() != expected {
+    let data = match binary::data_size(input, &field("parameters.binary_data_size"))? {
+        Some(size) => {
+            let size_field = field("parameters.binary_data_size");
+            if input.get("data").is_some() {
+                return Err(ApiError::invalid(
+                    Code::BinaryDataMismatch,
+                    field("data"),
+                    "give either 'data' or parameters.binary_data_size, not both",
+                ));
+            }
+            let bytes = tensor_bytes.claim(size, &size_field)?;
+            let want = expected * declared.datatype.size();
+            if size != want {
+                return Err(ApiError::invalid(
+                    Code::WrongDataLength,
+                    size_field,
+                    format!(
+                        "shape {shape:?} of {} needs {want} bytes, got {size}",
+                        declared.datatype.as_str()
+                    ),
+                ));
+            }
+            TensorData::from_le_bytes(declared.datatype, bytes)
+                .expect("the size is a multiple of the element size")
+        }
+        None => {
+            let mut flat = Vec::new();
+            flatten(get("data")?, &mut flat, &field("data"))?;
+            if flat.len() != expected {
+                return Err(ApiError::invalid(
+                    Code::WrongDataLength,
+                    field("data"),
+                    format!(
+                        "shape {shape:?} needs {expected} elements, got {}",
+                        flat.len()
+                    ),
+                ));
+            }
+            convert(declared.datatype, &flat, &field("data"))?
+        }
+    };
+    if !data.is_finite() {
         return Err(ApiError::invalid(
-            Code::WrongDataLength,
+            Code::NotFinite,
             field("data"),
-            format!(
-                "shape {shape:?} needs {expected} elements, got {}",
-                flat.len()
-            ),
+            "FP32 and FP64 data must be finite and within range",
         ));
     }
     Ok(Tensor {
         name: name.to_string(),
-        data: convert(declared.datatype, &flat, &field("data"))?,
+        data,
         shape,
     })
 }
@@ -269,17 +357,7 @@ fn convert(datatype: DataType, flat: &[&Value], field: &str) -> Result<TensorDat
         })
     };
     Ok(match datatype {
-        DataType::Fp32 => {
-            let v: Vec<f32> = numbers().map(|x| x as f32).collect();
-            if v.iter().any(|x| !x.is_finite()) {
-                return Err(ApiError::invalid(
-                    Code::NotFinite,
-                    field,
-                    "FP32 data must be finite and within FP32 range",
-                ));
-            }
-            TensorData::F32(v)
-        }
+        DataType::Fp32 => TensorData::F32(numbers().map(|x| x as f32).collect()),
         DataType::Fp64 => TensorData::F64(numbers().collect()),
         DataType::Int64 => TensorData::I64(integers().collect::<Result<_, _>>()?),
         DataType::Int32 => TensorData::I32(
@@ -296,27 +374,44 @@ fn convert(datatype: DataType, flat: &[&Value], field: &str) -> Result<TensorDat
     })
 }
 
-/// The reply to an infer request.
-pub fn infer_response(spec: &ModelSpec, request: &InferRequest, outputs: &[Tensor]) -> Value {
-    let outputs: Vec<Value> = outputs
-        .iter()
-        .filter(|t| request.outputs.is_empty() || request.outputs.contains(&t.name))
-        .map(|t| {
-            json!({
-                "name": t.name,
-                "datatype": t.data.datatype().as_str(),
-                "shape": t.shape,
-                "data": t.data.to_json(),
-            })
-        })
-        .collect();
-    let mut reply = json!({
+/// The reply to an infer request: the outputs asked for (all when none were named), each as
+/// JSON `data` or, when asked, binary tensor data after the header.
+pub fn infer_response(spec: &ModelSpec, request: &InferRequest, outputs: &[Tensor]) -> InferReply {
+    let mut tensor_data: Option<Vec<u8>> = None;
+    let mut listed = Vec::with_capacity(outputs.len());
+    for tensor in outputs {
+        let binary = if request.outputs.is_empty() {
+            request.binary_output
+        } else {
+            match request.outputs.iter().find(|o| o.name == tensor.name) {
+                Some(asked) => asked.binary.unwrap_or(request.binary_output),
+                None => continue,
+            }
+        };
+        let mut output = json!({
+            "name": tensor.name,
+            "datatype": tensor.data.datatype().as_str(),
+            "shape": tensor.shape,
+        });
+        if binary {
+            let bytes = tensor.data.to_le_bytes();
+            output["parameters"] = json!({ "binary_data_size": bytes.len() });
+            tensor_data.get_or_insert_with(Vec::new).extend(bytes);
+        } else {
+            output["data"] = tensor.data.to_json();
+        }
+        listed.push(output);
+    }
+    let mut header = json!({
         "model_name": spec.name,
         "model_version": spec.version,
-        "outputs": outputs,
+        "outputs": listed,
     });
     if let Some(id) = &request.id {
-        reply["id"] = json!(id);
+        header["id"] = json!(id);
     }
-    reply
+    InferReply {
+        header,
+        tensor_data,
+    }
 }
