@@ -262,8 +262,8 @@ fn ember_usage_and_metrics_count_exactly_what_was_sent() {
     assert!(value("ember_cost_total", &[("model", "digits")]) > 0.0);
     assert_eq!(value("ember_models_loaded", &[]), 2.0);
     for histogram in [
-        "ember_request_duration_us",
-        "ember_compute_infer_duration_us",
+        "ember_request_duration_seconds",
+        "ember_compute_infer_duration_seconds",
     ] {
         assert!(
             scrape.samples.iter().any(|s| s.metric == histogram),

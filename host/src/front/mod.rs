@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 
 use self::router::{Router, Target};
 use self::static_files::StaticSite;
+use crate::metering::exposition::Format;
 use crate::metering::meter::{Arrival, Meter};
 use crate::runtime::{error_response, json_response, Invocation, Runtime};
 
@@ -84,7 +85,7 @@ impl Front {
         self.idle.touch();
         let path = request.uri().path().to_string();
         let response = if let Some(endpoint) = path.strip_prefix(HOST_PREFIX) {
-            self.host_endpoint(endpoint)
+            self.host_endpoint(endpoint, &request)
         } else {
             match self.router.route(&path) {
                 Some(Target::Function) => self.invoke(request, &path).await,
@@ -98,19 +99,25 @@ impl Front {
         response.map(Full::new)
     }
 
-    fn host_endpoint(&self, endpoint: &str) -> hyper::Response<Bytes> {
+    fn host_endpoint(
+        &self,
+        endpoint: &str,
+        request: &hyper::Request<Incoming>,
+    ) -> hyper::Response<Bytes> {
         let graphs = self.runtime.graphs();
         match endpoint {
-            "metrics" => hyper::Response::builder()
-                .header(
-                    hyper::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )
-                .body(Bytes::from(
-                    self.meter
-                        .render_metrics(graphs.loaded_count(), self.runtime.active()),
-                ))
-                .expect("static response parts are valid"),
+            "metrics" => {
+                let accept = request.headers().get(hyper::header::ACCEPT);
+                let format = Format::negotiate(accept.and_then(|a| a.to_str().ok()));
+                hyper::Response::builder()
+                    .header(hyper::header::CONTENT_TYPE, format.content_type())
+                    .body(Bytes::from(self.meter.render_metrics(
+                        format,
+                        graphs.loaded_count(),
+                        self.runtime.active(),
+                    )))
+                    .expect("static response parts are valid")
+            }
             "health" => json_response(
                 200,
                 serde_json::json!({

@@ -9,6 +9,7 @@ use ember_contract::headers;
 use hyper::header::HeaderValue;
 
 use super::drift::DriftMonitor;
+use super::exposition::Format;
 use super::ledger::{Ledger, LedgerArg};
 use super::metrics::Metrics;
 use super::prices::PriceTable;
@@ -134,10 +135,19 @@ impl Meter {
         Ok(())
     }
 
-    /// The Prometheus exposition, with the gauges of the moment.
-    pub fn render_metrics(&self, graphs_loaded: usize, instances_active: u64) -> String {
-        self.metrics
-            .render(graphs_loaded, instances_active, &self.drift.reports())
+    /// The Prometheus exposition in `format`, with the gauges of the moment.
+    pub fn render_metrics(
+        &self,
+        format: Format,
+        graphs_loaded: usize,
+        instances_active: u64,
+    ) -> String {
+        self.metrics.render(
+            format,
+            graphs_loaded,
+            instances_active,
+            &self.drift.reports(),
+        )
     }
 
     /// Where the ledger is, when there is one.

@@ -1,4 +1,6 @@
-//! Prometheus metrics at `/-/metrics`, with Triton-style names.
+//! Prometheus metrics at `/-/metrics`, with Triton-style names (`*_request_success_total`,
+//! `*_request_failure_total`, `*_compute_infer_duration_*`) and durations in seconds. There is no
+//! queue duration: past `--max-instances` a request is answered 503 at once, never queued.
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 
@@ -7,8 +9,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
+use super::exposition::Format;
 use super::UsageRecord;
 use crate::metering::drift::DriftReport;
 
@@ -58,9 +61,14 @@ pub struct Metrics {
     drift_detected: Family<ModelLabels, Gauge<i64, AtomicI64>>,
 }
 
-/// Microsecond buckets from 10 µs to ~5 s.
-fn micros_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(10.0, 2.0, 20))
+/// Buckets in seconds, from 10 µs to ~5 s.
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1e-5, 2.0, 20))
+}
+
+/// Microseconds as seconds.
+fn seconds(us: u64) -> f64 {
+    us as f64 / 1e6
 }
 
 impl Default for Metrics {
@@ -68,8 +76,8 @@ impl Default for Metrics {
         let mut registry = Registry::default();
         let success = Family::<ModelLabels, Counter>::default();
         let failure = Family::<FailureLabels, Counter>::default();
-        let duration: HistogramFamily = Family::new_with_constructor(micros_histogram);
-        let infer_duration: HistogramFamily = Family::new_with_constructor(micros_histogram);
+        let duration: HistogramFamily = Family::new_with_constructor(seconds_histogram);
+        let infer_duration: HistogramFamily = Family::new_with_constructor(seconds_histogram);
         let cost = Family::<ModelLabels, Counter<f64, AtomicU64>>::default();
         let models_loaded = Gauge::<i64, AtomicI64>::default();
         let instances_active = Gauge::<i64, AtomicI64>::default();
@@ -83,14 +91,16 @@ impl Default for Metrics {
             "Invocations answered 400 or above, by reason (host failure code or http_<status>)",
             failure.clone(),
         );
-        registry.register(
-            "ember_request_duration_us",
-            "Invocation wall time, arrival to complete reply, in microseconds",
+        registry.register_with_unit(
+            "ember_request_duration",
+            "Invocation wall time, arrival to complete reply",
+            Unit::Seconds,
             duration.clone(),
         );
-        registry.register(
-            "ember_compute_infer_duration_us",
-            "Inference time in the wasi-nn backend per invocation, in microseconds",
+        registry.register_with_unit(
+            "ember_compute_infer_duration",
+            "Inference time in the wasi-nn backend per invocation",
+            Unit::Seconds,
             infer_duration.clone(),
         );
         registry.register(
@@ -173,11 +183,11 @@ impl Metrics {
         }
         self.duration
             .get_or_create(&labels)
-            .observe(record.wall_us as f64);
+            .observe(seconds(record.wall_us));
         if record.infer_calls > 0 {
             self.infer_duration
                 .get_or_create(&labels)
-                .observe(record.infer_us as f64);
+                .observe(seconds(record.infer_us));
         }
         self.cost.get_or_create(&labels).inc_by(record.cost);
         let decision = record.decision.as_ref();
@@ -195,9 +205,10 @@ impl Metrics {
         }
     }
 
-    /// The exposition text, with gauges set to the given current values.
+    /// The exposition in `format`, with gauges set to the given current values.
     pub fn render(
         &self,
+        format: Format,
         models_loaded: usize,
         instances_active: u64,
         drift: &[DriftReport],
@@ -227,6 +238,6 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String does not fail");
-        text
+        format.render(text)
     }
 }

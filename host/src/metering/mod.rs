@@ -1,8 +1,10 @@
 //! Metering: every invocation becomes one [`UsageRecord`], priced by a [`prices::PriceTable`],
 //! made durable in the [`ledger`] (a reply waits for its record's [`journal`] append), counted in Prometheus
-//! [`metrics`] and watched for [`drift`]; the [`meter::Meter`] does all of it for one invocation.
+//! [`metrics`] (in either [`exposition`] format) and watched for [`drift`]; the [`meter::Meter`]
+//! does all of it for one invocation.
 
 pub mod drift;
+pub mod exposition;
 pub mod journal;
 pub mod ledger;
 pub mod meter;
