@@ -3,7 +3,8 @@
 //! test guest into `target/wasm`, and the embedded variant (tract inside the guest, for hosts
 //! without wasi-nn) into `target/wasm-embedded`, before `ember preinit` snapshots it. Nested cargo
 //! runs use their own target dirs, so they never contend for the outer build's lock, and the two
-//! variants of `ember-function` never overwrite each other.
+//! variants of `ember-function` never overwrite each other. It also generates the KServe v2 gRPC
+//! service from `proto/kserve_v2.proto` (protox compiles it: no `protoc` needed).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,7 @@ use std::process::Command;
 const WASM_OUT: &str = "wasm32-wasip2/release";
 
 fn main() {
+    generate_grpc();
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     for watched in [
@@ -74,4 +76,23 @@ fn build_guests(root: &Path, target_dir: &Path, packages: &[&str]) {
              (`rustup target add wasm32-wasip2`, done by scripts/setup)"
         );
     }
+}
+
+/// The gRPC service's server side and messages (`tonic::include_proto!("inference")`). The
+/// metadata replies also deserialize from v2 REST's JSON, whose shapes they share; byte fields are
+/// `Bytes`, so tensor data is never copied.
+fn generate_grpc() {
+    const PROTO: &str = "proto/kserve_v2.proto";
+    println!("cargo:rerun-if-changed={PROTO}");
+    let descriptors = protox::compile([PROTO], ["proto"]).expect("the .proto compiles");
+    let json = "#[derive(serde::Deserialize)] #[serde(default)]";
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_transport(false)
+        .bytes(".inference")
+        .type_attribute(".inference.ServerMetadataResponse", json)
+        // Also matches the nested TensorMetadata.
+        .type_attribute(".inference.ModelMetadataResponse", json)
+        .compile_fds(descriptors)
+        .expect("the gRPC service generates");
 }

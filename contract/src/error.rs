@@ -2,11 +2,13 @@
 //! HTTP status), a message naming the rule that was broken and, when one is to blame, the field.
 //! The function, Ember's host and the browser package answer with the same envelopes.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
 
-/// Every error code of the contract, serialized as its wire name ([`Code::as_str`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Every error code of the contract, serialized as its wire name ([`Code::as_str`]: the variant's
+/// name in snake case, which is also how it deserializes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Code {
     // The request is not well formed (400).
     /// The body is not JSON.
@@ -249,6 +251,27 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Reads an error body back, in either envelope ([`ApiError::to_json`],
+    /// [`ApiError::to_v2_json`]); `None` when `body` is neither.
+    pub fn from_json(body: &Value) -> Option<Self> {
+        let (code, message, field) = match &body["error"] {
+            Value::String(message) => (&body["code"], message.as_str(), &body["field"]),
+            inside @ Value::Object(_) => (
+                &inside["code"],
+                inside["message"].as_str()?,
+                &inside["field"],
+            ),
+            _ => return None,
+        };
+        Some(Self {
+            code: Code::deserialize(code).ok()?,
+            message: message.to_string(),
+            field: field.as_str().map(str::to_string),
+        })
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({}): {}", self.status(), self.code, self.message)
@@ -297,6 +320,28 @@ mod tests {
             bare.to_json(),
             json!({"error": {"code": "no_route", "message": "no such route"}})
         );
+    }
+
+    #[test]
+    fn both_envelopes_read_back_as_the_error_they_carry() {
+        let error = ApiError::new(Code::BinaryDataMismatch, "too short").with_field("inputs[0]");
+        assert_eq!(ApiError::from_json(&error.to_json()), Some(error.clone()));
+        assert_eq!(ApiError::from_json(&error.to_v2_json()), Some(error));
+        let bare = ApiError::new(Code::NotAnImage, "not a PNG");
+        assert_eq!(ApiError::from_json(&bare.to_v2_json()), Some(bare));
+        for code in [
+            Code::MalformedJson,
+            Code::BadBase64,
+            Code::NotAnInteger,
+            Code::MeteringUnavailable,
+        ] {
+            assert_eq!(Code::deserialize(json!(code.as_str())).ok(), Some(code));
+        }
+        assert_eq!(
+            ApiError::from_json(&json!({"error": {"code": "no_such_code", "message": "x"}})),
+            None
+        );
+        assert_eq!(ApiError::from_json(&json!({"models": []})), None);
     }
 
     #[test]

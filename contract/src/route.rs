@@ -21,6 +21,8 @@ pub enum Route<'a> {
     Health,
     /// `GET /models`.
     Models,
+    /// `GET /openapi.json`: the API as OpenAPI 3.1, generated from the model specs.
+    OpenApi,
     /// `GET /v2`: KServe v2 server metadata.
     V2Server,
     /// `GET /v2/health/live`, `/v2/health/ready`.
@@ -52,6 +54,7 @@ impl<'a> Route<'a> {
             }
             ["health"] => Route::Health,
             ["models"] => Route::Models,
+            ["openapi.json"] => Route::OpenApi,
             ["v2"] => Route::V2Server,
             ["v2", "health", "live" | "ready"] => Route::V2Health,
             ["v2", "models", model] => Route::V2Metadata(named(model)),
@@ -70,6 +73,31 @@ impl<'a> Route<'a> {
         })
     }
 
+    /// The route's path, which [`Route::parse`] reads back as the same route. Model names and
+    /// versions go in as they are: a caller building a path from names it was given checks them
+    /// with [`is_path_segment`] first.
+    pub fn path(&self) -> String {
+        let model_path = |target: &ModelRef, leaf: &str| {
+            let versioned = match target.version {
+                Some(version) => format!("/models/{}/versions/{version}", target.model),
+                None => format!("/models/{}", target.model),
+            };
+            format!("{versioned}{leaf}")
+        };
+        match self {
+            Route::Predict(None) => "/predict".to_string(),
+            Route::Predict(Some(target)) => model_path(target, "/predict"),
+            Route::Health => "/health".to_string(),
+            Route::Models => "/models".to_string(),
+            Route::OpenApi => "/openapi.json".to_string(),
+            Route::V2Server => "/v2".to_string(),
+            Route::V2Health => "/v2/health/ready".to_string(),
+            Route::V2Metadata(target) => format!("/v2{}", model_path(target, "")),
+            Route::V2Ready(target) => format!("/v2{}", model_path(target, "/ready")),
+            Route::V2Infer(target) => format!("/v2{}", model_path(target, "/infer")),
+        }
+    }
+
     /// The method the route takes.
     pub fn method(&self) -> &'static str {
         match self {
@@ -83,6 +111,12 @@ impl<'a> Route<'a> {
 /// statuses differ from Ember's — also for paths that name no route.
 pub fn is_v2_path(path: &str) -> bool {
     segments(path).first() == Some(&"v2")
+}
+
+/// Whether `name` (a model or version a client sent outside a path, e.g. over gRPC) can stand as
+/// one path segment of a route: non-empty, without `/`, `?`, `#` or `%`.
+pub fn is_path_segment(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['/', '?', '#', '%'])
 }
 
 /// A path's segments, without the query string and the surrounding slashes.
@@ -108,10 +142,46 @@ mod tests {
         let infer = Route::parse("/v2/models/digits/infer").unwrap();
         assert_eq!(infer.method(), "POST");
         assert_eq!(Route::parse("/v2/health/ready"), Some(Route::V2Health));
+        assert_eq!(Route::parse("/openapi.json"), Some(Route::OpenApi));
         assert_eq!(Route::parse("/health").map(|r| r.method()), Some("GET"));
         for unknown in ["/", "/models/x", "/v2/health/dead", "/predict/more"] {
             assert_eq!(Route::parse(unknown), None, "{unknown}");
         }
         assert!(is_v2_path("/v2/nothing") && is_v2_path("/v2?x") && !is_v2_path("/v20"));
+    }
+
+    #[test]
+    fn every_route_parses_back_from_its_path() {
+        let named = ModelRef {
+            model: "digits",
+            version: None,
+        };
+        let pinned = ModelRef {
+            model: "credit-risk",
+            version: Some("canary"),
+        };
+        let mut routes = vec![
+            Route::Predict(None),
+            Route::Health,
+            Route::Models,
+            Route::OpenApi,
+            Route::V2Server,
+            Route::V2Health,
+        ];
+        for target in [named, pinned] {
+            routes.extend([
+                Route::Predict(Some(target)),
+                Route::V2Metadata(target),
+                Route::V2Ready(target),
+                Route::V2Infer(target),
+            ]);
+        }
+        for route in routes {
+            assert_eq!(Route::parse(&route.path()), Some(route), "{}", route.path());
+        }
+        assert!(is_path_segment("credit-risk") && is_path_segment("2"));
+        for bad in ["", "a/b", "a?b", "a%2Fb", "a#b"] {
+            assert!(!is_path_segment(bad), "{bad}");
+        }
     }
 }

@@ -22,6 +22,7 @@
 pub mod atomic_file;
 pub mod commands;
 pub mod front;
+pub mod grpc;
 pub mod in_flight;
 pub mod manifest;
 pub mod metering;

@@ -7,21 +7,13 @@ Usage: triton_http.py HOST:PORT MODELS_DIR. Prints one line per check; exits non
 failure.
 """
 
-import json
-import pathlib
 import sys
 
 import numpy as np
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-TOLERANCE = 1e-4
-
-
-def reference_versions(models):
-    for reference in sorted(pathlib.Path(models).glob("*/*/reference.json")):
-        version = reference.parent
-        yield version.parent.name, version.name, json.loads(reference.read_text())["cases"]
+from reference_cases import TOLERANCE, reference_versions
 
 
 def infer(client, model, version, case, binary):

@@ -17,6 +17,7 @@ use ember_contract::{ApiError, Code, ModelVersion, Route};
 use serde_json::json;
 
 use crate::catalog::Catalog;
+use crate::openapi;
 use crate::routing::Pick;
 use crate::spec::ModelSpec;
 use crate::tensor::Tensor;
@@ -75,6 +76,9 @@ impl<C: Catalog, I: Inference> App<C, I> {
             Ok(response) => response,
             Err(error) => Response {
                 model: self.resolved.take(),
+                allow: route
+                    .filter(|_| error.code == Code::MethodNotAllowed)
+                    .map(|r| r.method()),
                 ..Response::error(&error, is_v2_path(request.path))
             },
         }
@@ -99,6 +103,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
                 json!({ "status": "ok", "models": self.catalog.models() }),
             )),
             Route::Models => Ok(Response::ok(json!({ "models": self.catalog.models() }))),
+            Route::OpenApi => self.openapi(),
             Route::V2Server => Ok(Response::ok(v2::server_metadata())),
             // The function is live and ready whenever it runs.
             Route::V2Health => Ok(Response::ok(json!({}))),
@@ -123,6 +128,27 @@ impl<C: Catalog, I: Inference> App<C, I> {
     /// The model version an error reply will be attributed to.
     fn remember(&self, spec: &ModelSpec) {
         self.resolved.set(Some(spec.model_version()));
+    }
+
+    /// The OpenAPI document for every version of every model in the catalog.
+    fn openapi(&self) -> Result<Response, ApiError> {
+        let models = self
+            .catalog
+            .models()
+            .into_iter()
+            .map(|versions| {
+                let specs = versions
+                    .versions
+                    .iter()
+                    .map(|v| self.catalog.spec(&versions.name, Some(v), Pick::default()))
+                    .collect::<Result<_, _>>()?;
+                Ok(openapi::Documented { versions, specs })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(Response::ok(openapi::document(
+            &models,
+            &self.default_model,
+        )))
     }
 
     fn metadata(&self, target: ModelRef) -> Result<Response, ApiError> {

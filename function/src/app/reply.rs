@@ -25,6 +25,8 @@ pub struct Response {
     pub telemetry: Option<Telemetry>,
     /// Raw tensor bytes that follow the JSON body (the v2 binary tensor data extension).
     pub tensor_data: Option<Vec<u8>>,
+    /// The method the route takes, sent as a 405's `Allow` header.
+    pub allow: Option<&'static str>,
 }
 
 /// A [`Response`] as it goes on the wire.
@@ -47,6 +49,7 @@ impl Response {
             model: None,
             telemetry: None,
             tensor_data: None,
+            allow: None,
         }
     }
 
@@ -71,6 +74,7 @@ impl Response {
             model: None,
             telemetry: None,
             tensor_data: None,
+            allow: None,
         }
     }
 

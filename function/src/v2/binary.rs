@@ -12,6 +12,13 @@ use crate::app::predict::{self, MAX_BODY_BYTES};
 /// The extension's name in `GET /v2`.
 pub const EXTENSION: &str = "binary_tensor_data";
 
+/// The tensor parameter giving how many of the bytes after the JSON header are its data.
+pub const DATA_SIZE: &str = "binary_data_size";
+/// The requested-output parameter asking for it as binary data.
+pub const DATA: &str = "binary_data";
+/// The request parameter asking for every output not named otherwise as binary data.
+pub const DATA_OUTPUT: &str = "binary_data_output";
+
 /// Media type of a body that carries tensor bytes after its JSON header.
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -97,7 +104,7 @@ impl<'a> TensorBytes<'a> {
 
 /// A tensor's `parameters.binary_data_size`, if it has one.
 pub fn data_size(tensor: &Value, field: &str) -> Result<Option<usize>, ApiError> {
-    let Some(size) = parameter(tensor, "binary_data_size") else {
+    let Some(size) = parameter(tensor, DATA_SIZE) else {
         return Ok(None);
     };
     size.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {

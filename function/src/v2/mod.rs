@@ -154,7 +154,7 @@ pub fn parse_infer(
         id,
         inputs: parsed,
         outputs: parse_requested_outputs(spec, object)?,
-        binary_output: binary::flag(&body, "binary_data_output", "parameters.binary_data_output")?
+        binary_output: binary::flag(&body, binary::DATA_OUTPUT, "parameters.binary_data_output")?
             .unwrap_or(false),
     })
 }
@@ -177,7 +177,7 @@ fn parse_requested_outputs(
                 ApiError::invalid(Code::MissingField, &field, "each output needs a 'name'")
             })?;
             binary::refuse_unsupported(o, &format!("outputs[{i}]"))?;
-            let binary = binary::flag(o, "binary_data", &format!("outputs[{i}].parameters"))?;
+            let binary = binary::flag(o, binary::DATA, &format!("outputs[{i}].parameters"))?;
             if spec.outputs.iter().any(|d| d.name == name) {
                 Ok(RequestedOutput {
                     name: name.to_string(),
@@ -395,7 +395,7 @@ pub fn infer_response(spec: &ModelSpec, request: &InferRequest, outputs: &[Tenso
         });
         if binary {
             let bytes = tensor.data.to_le_bytes();
-            output["parameters"] = json!({ "binary_data_size": bytes.len() });
+            output["parameters"] = json!({ (binary::DATA_SIZE): bytes.len() });
             tensor_data.get_or_insert_with(Vec::new).extend(bytes);
         } else {
             output["data"] = tensor.data.to_json();

@@ -122,6 +122,9 @@ fn send(out: ResponseOutparam, response: &Response) {
         "content-type".to_string(),
         encoded.content_type.as_bytes().to_vec(),
     )];
+    if let Some(allow) = response.allow {
+        fields.push(("allow".to_string(), allow.as_bytes().to_vec()));
+    }
     if let Some(length) = encoded.header_length {
         fields.push((
             headers::INFERENCE_HEADER_CONTENT_LENGTH.to_string(),

@@ -1,6 +1,7 @@
-//! The HTTP front: accepts connections (HTTP/1.1, keep-alive), serves the host's own endpoints
-//! under the reserved `/-/` prefix and the manifest's static sites, and runs everything else the
-//! manifest routes to the function, metering each invocation before its reply leaves.
+//! The HTTP front: accepts connections (HTTP/1.1 with keep-alive, or HTTP/2 without TLS), serves
+//! the host's own endpoints under the reserved `/-/` prefix and the manifest's static sites, hands
+//! gRPC calls to [`crate::grpc`], and runs everything else the manifest routes to the function,
+//! metering each invocation before its reply leaves.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,15 +15,17 @@ use ember_contract::{ApiError, Code, ModelVersion, Route};
 use ember_function::app::reply::declared_answer;
 use ember_function::catalog::Catalog as _;
 use ember_function::routing::Pick;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tonic::codegen::Service as _;
 
 use self::router::{Router, Target};
 use self::static_files::StaticSite;
+use crate::grpc::{self, InferenceService};
 use crate::metering::exposition::Format;
 use crate::metering::meter::{Arrival, Meter};
 use crate::runtime::{error_response, json_response, Invocation, Runtime};
@@ -132,12 +135,27 @@ impl Front {
         }
     }
 
-    /// Runs the function on `request` and meters it; the reply leaves once its record is durable.
-    async fn invoke(
+    /// Runs the function on a request the host made for a client (a gRPC call's REST twin), as
+    /// [`Front::handle`] runs a client's own.
+    pub async fn invoke_function<B>(
         &self,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<B>,
         route: &str,
-    ) -> hyper::Response<Bytes> {
+    ) -> hyper::Response<Bytes>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        self.idle.touch();
+        self.invoke(request, route).await
+    }
+
+    /// Runs the function on `request` and meters it; the reply leaves once its record is durable.
+    async fn invoke<B>(&self, request: hyper::Request<B>, route: &str) -> hyper::Response<Bytes>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let started_at_us = Arrival::now_us();
         let method = request.method().to_string();
         let mut invocation = self.runtime.invoke(request).await;
@@ -199,30 +217,45 @@ impl Front {
     }
 }
 
-/// Serves `front` on `listener` until the future is dropped.
+/// Serves `front` on `listener` until the future is dropped: HTTP/1.1 and HTTP/2 (prior
+/// knowledge, as gRPC clients speak it) on the same port.
 pub async fn serve(listener: TcpListener, front: Arc<Front>) -> anyhow::Result<()> {
+    let grpc = InferenceService::server(front.clone());
     loop {
         let (stream, peer) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         let front = front.clone();
+        let grpc = grpc.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
+            let service = service_fn(move |request: hyper::Request<Incoming>| {
                 let front = front.clone();
-                async move { Ok::<_, Infallible>(front.handle(request).await) }
+                let mut grpc = grpc.clone();
+                async move {
+                    if grpc::is_grpc(&request) {
+                        let reply = grpc.call(grpc::with_host(request)).await?;
+                        Ok::<_, Infallible>(reply.map(Either::Right))
+                    } else {
+                        Ok(front.handle(request).await.map(Either::Left))
+                    }
+                }
             });
-            if let Err(error) = http1::Builder::new()
-                .keep_alive(true)
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http1().keep_alive(true);
+            if let Err(error) = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
-                log_connection_error(peer, &error);
+                log_connection_error(peer, &*error);
             }
         });
     }
 }
 
-fn log_connection_error(peer: SocketAddr, error: &hyper::Error) {
-    if !error.is_incomplete_message() {
+fn log_connection_error(peer: SocketAddr, error: &(dyn std::error::Error + 'static)) {
+    let incomplete = error
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_incomplete_message);
+    if !incomplete {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }

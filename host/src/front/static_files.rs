@@ -26,10 +26,15 @@ impl StaticSite {
     /// Answers a `GET`/`HEAD` of `path` (already matched by [`StaticSite::route`]).
     pub async fn serve(&self, method: &hyper::Method, path: &str) -> hyper::Response<Bytes> {
         if method != hyper::Method::GET && method != hyper::Method::HEAD {
-            return error_response(&ApiError::new(
+            let mut refused = error_response(&ApiError::new(
                 Code::MethodNotAllowed,
                 format!("{method} is not allowed; use GET"),
             ));
+            refused.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("GET, HEAD"),
+            );
+            return refused;
         }
         let SpinRoute::Prefix(prefix) = &self.route else {
             return self.read(path.rsplit('/').next().unwrap_or_default()).await;

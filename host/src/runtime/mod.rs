@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
+use hyper::body::Body;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{ComponentExportIndex, Linker, Resource};
@@ -164,7 +164,11 @@ impl Runtime {
 
     /// Runs the function on one request, in a warm instance of its caller's or a fresh one, and
     /// measures it. Never fails: host-side failures become JSON error replies.
-    pub async fn invoke(&self, request: hyper::Request<Incoming>) -> Invocation {
+    pub async fn invoke<B>(&self, request: hyper::Request<B>) -> Invocation
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let started = Instant::now();
         // Counted until the reply is complete, also when a client hangs up midway.
         let _active = InFlight::enter(&self.active);
@@ -195,13 +199,17 @@ impl Runtime {
         Invocation { response, stats }
     }
 
-    async fn run(
+    async fn run<B>(
         &self,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<B>,
         started: Instant,
         input: BodyTap,
         stats: &mut InvocationStats,
-    ) -> Result<hyper::Response<Bytes>, Failure> {
+    ) -> Result<hyper::Response<Bytes>, Failure>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let deadline = self.config.limits.deadline();
         let remaining = || deadline.saturating_sub(started.elapsed());
         let permit = tokio::time::timeout(deadline, self.slots.clone().acquire_owned())
@@ -233,7 +241,7 @@ impl Runtime {
                 }
                 frame
             })
-            .map_err(wasmtime_wasi_http::Error::Hyper)
+            .map_err(Into::<wasmtime_wasi_http::Error>::into)
         });
         let incoming = store
             .data_mut()
