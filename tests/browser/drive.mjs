@@ -8,29 +8,12 @@
 // A fixture is a model version outside the bundled ones (a spec and graph in `dir`): the page
 // fetches it from /demo/fixtures/<name>/ and the files come from `dir`; it is loaded on `auto`
 // and `webgpu`, and predicts `input` where it loads.
-import { existsSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const job = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const profile = mkdtempSync(join(tmpdir(), "ember-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.EMBER_CHROMIUM ?? "/usr/bin/chromium",
-  headless: false, // the flags below choose the new headless mode themselves
-  args: [
-    "--headless=new",
-    "--no-sandbox",
-    "--enable-unsafe-webgpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-  ],
-  viewport: { width: 1100, height: 820 },
-  timeout: 60_000,
-});
+const { context, profile } = await launch();
 const report = { console: [], loads: [], predictions: [], invalid: [], timings: [], fixtures: [] };
 try {
   await context.route("**/demo/fixtures/**", (route) => {

@@ -73,16 +73,21 @@ fn bad_inputs() -> Vec<(&'static str, &'static str, Value)> {
 
 /// Runs `drive.mjs` on a job and returns its report.
 fn drive(job: &Value) -> Value {
+    run_driver("drive.mjs", job)
+}
+
+/// Runs a Chromium driver of `tests/browser` on a job and returns its report.
+pub fn run_driver(script: &str, job: &Value) -> Value {
     let dir = repo_root().join("tests").join("browser");
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),
         "playwright-core is missing: scripts/setup installs it (scripts/test runs it)"
     );
-    let job_file = scratch_dir("browser").join("job.json");
+    let job_file = scratch_dir("browser").join(format!("{script}.job.json"));
     std::fs::write(&job_file, job.to_string()).unwrap();
     let mut child = Command::new("node")
         .current_dir(&dir)
-        .arg("drive.mjs")
+        .arg(script)
         .arg(&job_file)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -112,8 +117,8 @@ fn drive(job: &Value) -> Value {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    assert!(status.success(), "drive.mjs failed: {stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("drive.mjs report: {e}: {stdout}"))
+    assert!(status.success(), "{script} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{script} report: {e}: {stdout}"))
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod decisions;
 mod isolation;
 mod lifecycle;
 mod metering;
+mod operator;
 mod prometheus;
 mod reference;
 mod scale_to_zero;

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use ember_contract::names::{DEFAULT_MODEL, DEFAULT_MODEL_ENV};
 use ember_function::catalog::DirCatalog;
 
+use crate::front::operator;
 use crate::front::router::Router;
 use crate::front::static_files::StaticSite;
 use crate::front::{Front, IdleClock};
@@ -62,6 +63,10 @@ pub struct UpArgs {
     /// When graphs load and unload.
     #[command(flatten)]
     pub nn: NnArgs,
+    /// The operator page served at `/-/`: a directory with `page/` and uPlot's npm package
+    /// (scripts/setup installs it).
+    #[arg(long, default_value_os_t = operator::default_page_dir())]
+    pub operator_page: PathBuf,
 }
 
 /// Starts the server and runs until interrupted.
@@ -104,6 +109,7 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         default_model: function.default_model.clone(),
         router: Router::new(&function.routes, function.sites.iter().map(|s| &s.route))?,
         sites: function.sites.clone(),
+        operator_page: operator::page_site(&args.operator_page),
         idle: IdleClock::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -30,6 +30,7 @@ use crate::metering::exposition::Format;
 use crate::metering::meter::{Arrival, Meter};
 use crate::runtime::{error_response, json_response, Invocation, Runtime};
 
+pub mod operator;
 pub mod router;
 pub mod static_files;
 
@@ -49,6 +50,8 @@ pub struct Front {
     pub router: Router,
     /// The manifest's static file servers (the browser demo), served by the host.
     pub sites: Vec<StaticSite>,
+    /// The operator page's files, served under `/-/` ([`operator::page_site`]).
+    pub operator_page: StaticSite,
     /// When requests last arrived, for idle exit.
     pub idle: IdleClock,
 }
@@ -88,7 +91,7 @@ impl Front {
         self.idle.touch();
         let path = request.uri().path().to_string();
         let response = if let Some(endpoint) = path.strip_prefix(HOST_PREFIX) {
-            self.host_endpoint(endpoint, &request)
+            self.host_endpoint(endpoint, &request).await
         } else {
             match self.router.route(&path) {
                 Some(Target::Function) => self.invoke(request, &path).await,
@@ -102,13 +105,26 @@ impl Front {
         response.map(Full::new)
     }
 
-    fn host_endpoint(
+    async fn host_endpoint(
         &self,
         endpoint: &str,
         request: &hyper::Request<Incoming>,
     ) -> hyper::Response<Bytes> {
         let graphs = self.runtime.graphs();
+        let reply = |answer: Result<serde_json::Value, ApiError>| match answer {
+            Ok(body) => json_response(200, body),
+            Err(error) => error_response(&error),
+        };
+        if let Some(id) = endpoint.strip_prefix("audit/") {
+            // SQLite reads: off the runtime's async path for their duration.
+            return reply(tokio::task::block_in_place(|| {
+                operator::audit(&self.meter, id)
+            }));
+        }
         match endpoint {
+            "api/overview" => reply(tokio::task::block_in_place(|| {
+                operator::overview(&self.meter, graphs.catalog())
+            })),
             "metrics" => {
                 let accept = request.headers().get(hyper::header::ACCEPT);
                 let format = Format::negotiate(accept.and_then(|a| a.to_str().ok()));
@@ -131,7 +147,12 @@ impl Front {
                     "ledger": self.meter.ledger_path(),
                 }),
             ),
-            _ => error_response(&ApiError::new(Code::NoRoute, "no such host endpoint")),
+            // The operator page and its assets; anything else under `/-/` is its 404.
+            _ => {
+                self.operator_page
+                    .serve(request.method(), request.uri().path())
+                    .await
+            }
         }
     }
 
