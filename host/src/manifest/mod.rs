@@ -346,13 +346,17 @@ mod tests {
         assert_eq!(function.routes, vec![SpinRoute::Prefix(String::new())]);
         assert!(function.models.unwrap().ends_with("models"));
         assert!(function.wasi_nn_source.is_some());
-        let [demo] = &manifest.static_sites().unwrap()[..] else {
-            panic!("one static site expected");
+        let [demo, docs] = &manifest.static_sites().unwrap()[..] else {
+            panic!("two static sites expected: the demo and the API docs");
         };
         assert_eq!(demo.id, "ember-demo");
         assert_eq!(demo.route, SpinRoute::Prefix("/demo".into()));
         let destinations: Vec<&str> = demo.mounts.iter().map(|(_, d)| d.as_str()).collect();
         assert_eq!(destinations, ["/", "/pkg", "/models"]);
+        assert_eq!(docs.id, "ember-docs");
+        assert_eq!(docs.route, SpinRoute::Prefix("/docs".into()));
+        let destinations: Vec<&str> = docs.mounts.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(destinations, ["/", "/swagger-ui"]);
         // Its URL source is not a local file the build must produce.
         let files = manifest.referenced_files().unwrap();
         assert!(!files
