@@ -80,6 +80,15 @@ pub enum Code {
     BodyTooLarge,
     /// The body is not `application/json`.
     UnsupportedMediaType,
+    // Tenants (401, 402, 403, 429).
+    /// No credential, or one that is not a live API key (or admin token).
+    Unauthenticated,
+    /// The API key may not use this model.
+    Forbidden,
+    /// The API key's request rate is over its limit; retry after `Retry-After`.
+    RateLimited,
+    /// The API key's monthly budget is spent.
+    BudgetExhausted,
     // The function's or the host's fault (5xx): messages name no internals.
     /// The model version cannot be used (misconfigured, not loaded).
     ModelNotReady,
@@ -120,6 +129,10 @@ impl Code {
             MethodNotAllowed => 405,
             BodyTooLarge => 413,
             UnsupportedMediaType => 415,
+            Unauthenticated => 401,
+            BudgetExhausted => 402,
+            Forbidden => 403,
+            RateLimited => 429,
             InferenceFailed | MemoryLimitExceeded | FunctionTrapped | NoResponse
             | FunctionError | HostError => 500,
             ModelNotReady | BackendUnavailable | Overloaded | MeteringUnavailable => 503,
@@ -172,6 +185,10 @@ impl Code {
             MethodNotAllowed => "method_not_allowed",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
+            Unauthenticated => "unauthenticated",
+            Forbidden => "forbidden",
+            RateLimited => "rate_limited",
+            BudgetExhausted => "budget_exhausted",
             ModelNotReady => "model_not_ready",
             BackendUnavailable => "backend_unavailable",
             InferenceFailed => "inference_failed",
@@ -334,6 +351,7 @@ mod tests {
             Code::BadBase64,
             Code::NotAnInteger,
             Code::MeteringUnavailable,
+            Code::RateLimited,
         ] {
             assert_eq!(Code::deserialize(json!(code.as_str())).ok(), Some(code));
         }

@@ -4,6 +4,19 @@
 /// Request: the caller's identity, for sticky traffic splits.
 pub const CALLER_KEY: &str = "ember-caller-key";
 
+/// Request: an API key, for clients that cannot send `Authorization: Bearer` (the key as the
+/// whole value).
+pub const API_KEY: &str = "x-api-key";
+
+/// Reply (IETF RateLimit fields): the request quota of the caller's key, i.e. its burst.
+pub const RATELIMIT_LIMIT: &str = "ratelimit-limit";
+
+/// Reply: requests the caller's key may still make at once.
+pub const RATELIMIT_REMAINING: &str = "ratelimit-remaining";
+
+/// Reply: seconds until the caller's quota is whole again.
+pub const RATELIMIT_RESET: &str = "ratelimit-reset";
+
 /// Request and reply (KServe v2 binary tensor data extension): the length of the JSON header that
 /// the raw tensor bytes follow.
 pub const INFERENCE_HEADER_CONTENT_LENGTH: &str = "inference-header-content-length";

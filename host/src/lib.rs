@@ -6,6 +6,7 @@
 //! - [`nn`]: `wasi:nn` for guests — the model backends, the graph store and inference metering;
 //! - [`metering`]: usage records, prices, the durable ledger, Prometheus metrics, usage reports
 //!   and drift against the training baseline;
+//! - [`tenants`]: API keys, per-key scopes, rate limits and budgets, the concurrency cap;
 //! - [`front`]: the HTTP front (host endpoints, the manifest's routes and static sites, the
 //!   function);
 //! - [`manifest`]: `spin.toml` as Ember reads it;
@@ -31,3 +32,4 @@ pub mod preinit;
 pub mod process;
 pub mod runtime;
 pub mod stats;
+pub mod tenants;

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod keys;
 pub mod manifest;
 pub mod models;
 pub mod preinit;
@@ -34,6 +35,8 @@ enum Command {
     Models(models::ModelsArgs),
     /// Everything recorded about one invocation: usage, input digest, output, model version.
     Audit(audit::AuditArgs),
+    /// API keys: create, list, revoke, rotate (for `ember up --auth keys`).
+    Keys(keys::KeysArgs),
     /// Check a spin.toml and show what Ember serves from it.
     Manifest(manifest::ManifestArgs),
     /// Pre-initialize the embedded function with the models (for Spin and `wasmtime serve`).
@@ -51,6 +54,7 @@ impl Cli {
             Command::Audit(args) => audit::run(args),
             Command::Preinit(args) => preinit::run(args),
             Command::Manifest(args) => manifest::run(args),
+            Command::Keys(args) => keys::run(args),
         }
     }
 }

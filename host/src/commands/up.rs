@@ -14,6 +14,7 @@ use ember_function::catalog::DirCatalog;
 use crate::front::operator;
 use crate::front::router::Router;
 use crate::front::static_files::StaticSite;
+use crate::front::tls::TlsArgs;
 use crate::front::{Front, IdleClock};
 use crate::manifest::{Manifest, SpinRoute, DEFAULT_MANIFEST};
 use crate::metering::meter::MeteringArgs;
@@ -22,6 +23,7 @@ use crate::nn::tract::TractBackend;
 use crate::nn::NnArgs;
 use crate::preinit;
 use crate::runtime::{Runtime, RuntimeArgs, RuntimeConfig};
+use crate::tenants::{AuthMode, TenantArgs};
 
 /// Options of `ember up`.
 #[derive(clap::Args, Debug, Clone)]
@@ -67,6 +69,12 @@ pub struct UpArgs {
     /// (scripts/setup installs it).
     #[arg(long, default_value_os_t = operator::default_page_dir())]
     pub operator_page: PathBuf,
+    /// API keys, the admin token and the concurrency cap.
+    #[command(flatten)]
+    pub tenants: TenantArgs,
+    /// HTTPS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Starts the server and runs until interrupted.
@@ -101,15 +109,24 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         fuel: args.metering.enabled(),
     };
     let runtime = Runtime::new(config, graphs.clone())?;
+    let meter = args
+        .metering
+        .meter(&function.name(), graphs.catalog().root())?;
+    // After the meter: it creates and migrates the ledger the keys live in.
+    let gate = args.tenants.gate(
+        &args.metering.ledger.path,
+        args.metering.enabled(),
+        function.auth,
+    )?;
+    let tls = args.tls.load()?.map(Arc::new);
     let front = Arc::new(Front {
         runtime,
-        meter: args
-            .metering
-            .meter(&function.name(), graphs.catalog().root())?,
+        meter,
         default_model: function.default_model.clone(),
         router: Router::new(&function.routes, function.sites.iter().map(|s| &s.route))?,
         sites: function.sites.clone(),
         operator_page: operator::page_site(&args.operator_page),
+        gate,
         idle: IdleClock::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -122,14 +139,18 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         variant = ?args.variant,
         compiled = ?front.runtime.cache,
         metering = args.metering.enabled(),
+        keys_required = front.gate.requires_keys(),
+        tls = tls.is_some(),
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         "ready"
     );
     // The first stdout line is the contract with scripts and tests that start `ember up`.
-    println!("ember listening on http://{address}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("ember listening on {scheme}://{address}");
     std::io::stdout().flush()?;
     let result = tokio::select! {
-        result = crate::front::serve(listener, front.clone()) => result,
+        result = crate::front::serve(listener, front.clone(), tls.clone()) => result,
+        _ = reload_tls(tls.as_deref()) => Ok(()),
         _ = args.nn.unload_idle_graphs(&graphs) => Ok(()),
         _ = front.runtime.expire_idle_instances(args.nn.idle()) => Ok(()),
         _ = idle_exit(&front, args.idle_exit) => {
@@ -144,6 +165,15 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
     // Dropping the front flushes the ledger's queued records.
     drop(front);
     result
+}
+
+/// Reloads the certificate on SIGHUP when serving HTTPS; without TLS, never resolves (and a
+/// SIGHUP keeps its default meaning).
+async fn reload_tls(tls: Option<&crate::front::tls::Tls>) {
+    match tls {
+        Some(tls) => tls.reload_on_hangup().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The two builds of the function.
@@ -166,6 +196,8 @@ struct ServedFunction {
     default_model: String,
     routes: Vec<SpinRoute>,
     sites: Vec<StaticSite>,
+    /// The manifest's `tool.ember.auth`.
+    auth: Option<AuthMode>,
 }
 
 impl ServedFunction {
@@ -240,6 +272,7 @@ impl ServedFunction {
         env.retain(|(k, _)| k != DEFAULT_MODEL_ENV);
         env.push((DEFAULT_MODEL_ENV.into(), default_model.clone()));
         Ok(Self {
+            auth: function.as_ref().and_then(|f| f.auth),
             component,
             runnable,
             models,

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ember_contract::telemetry::Fallback;
@@ -25,14 +25,17 @@ use tonic::codegen::Service as _;
 
 use self::router::{Router, Target};
 use self::static_files::StaticSite;
+use self::tls::Tls;
 use crate::grpc::{self, InferenceService};
 use crate::metering::exposition::Format;
 use crate::metering::meter::{Arrival, Meter};
 use crate::runtime::{error_response, json_response, Invocation, Runtime};
+use crate::tenants::gate::Gate;
 
 pub mod operator;
 pub mod router;
 pub mod static_files;
+pub mod tls;
 
 /// The prefix of host endpoints; function routes never start with it.
 pub const HOST_PREFIX: &str = "/-/";
@@ -52,6 +55,8 @@ pub struct Front {
     pub sites: Vec<StaticSite>,
     /// The operator page's files, served under `/-/` ([`operator::page_site`]).
     pub operator_page: StaticSite,
+    /// Who may call the function and how much runs at once; guards the host's data too.
+    pub gate: Gate,
     /// When requests last arrived, for idle exit.
     pub idle: IdleClock,
 }
@@ -111,6 +116,13 @@ impl Front {
         request: &hyper::Request<Incoming>,
     ) -> hyper::Response<Bytes> {
         let graphs = self.runtime.graphs();
+        let data =
+            endpoint == "metrics" || endpoint.starts_with("api/") || endpoint.starts_with("audit/");
+        if data {
+            if let Err(refused) = self.gate.admit_admin(request.headers()) {
+                return refused.response();
+            }
+        }
         let reply = |answer: Result<serde_json::Value, ApiError>| match answer {
             Ok(body) => json_response(200, body),
             Err(error) => error_response(&error),
@@ -171,13 +183,26 @@ impl Front {
         self.invoke(request, route).await
     }
 
-    /// Runs the function on `request` and meters it; the reply leaves once its record is durable.
-    async fn invoke<B>(&self, request: hyper::Request<B>, route: &str) -> hyper::Response<Bytes>
+    /// Runs the function on `request` if the gate admits it, and meters it; the reply leaves
+    /// once its record is durable.
+    async fn invoke<B>(&self, mut request: hyper::Request<B>, route: &str) -> hyper::Response<Bytes>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let started_at_us = Arrival::now_us();
+        let admission = match self
+            .gate
+            .admit(request.headers_mut(), route, &self.default_model)
+        {
+            Ok(admission) => admission,
+            Err(refused) => {
+                self.meter
+                    .metrics
+                    .refused(refused.key.as_deref(), refused.error.code);
+                return refused.response();
+            }
+        };
         let method = request.method().to_string();
         let mut invocation = self.runtime.invoke(request).await;
         if invocation.stats.failure == Some(Code::DeadlineExceeded) {
@@ -187,15 +212,20 @@ impl Front {
             started_at_us,
             method: &method,
             route,
+            key: admission.key(),
         };
-        if let Err(error) = self.meter.record(arrival, &mut invocation) {
-            // Nothing billed is lost: a reply without a durable record is not sent.
-            tracing::error!(error = ?error, "refusing the reply");
-            return error_response(&ApiError::new(
-                Code::MeteringUnavailable,
-                "the usage ledger is unavailable; retry",
-            ));
+        match self.meter.record(arrival, &mut invocation) {
+            Ok(cost) => admission.charge(cost),
+            Err(error) => {
+                // Nothing billed is lost: a reply without a durable record is not sent.
+                tracing::error!(error = ?error, "refusing the reply");
+                return error_response(&ApiError::new(
+                    Code::MeteringUnavailable,
+                    "the usage ledger is unavailable; retry",
+                ));
+            }
         }
+        admission.annotate(invocation.response.headers_mut());
         invocation.response
     }
 
@@ -238,37 +268,75 @@ impl Front {
     }
 }
 
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
 /// Serves `front` on `listener` until the future is dropped: HTTP/1.1 and HTTP/2 (prior
-/// knowledge, as gRPC clients speak it) on the same port.
-pub async fn serve(listener: TcpListener, front: Arc<Front>) -> anyhow::Result<()> {
+/// knowledge, as gRPC clients speak it, or ALPN under `tls`) on the same port.
+pub async fn serve(
+    listener: TcpListener,
+    front: Arc<Front>,
+    tls: Option<Arc<Tls>>,
+) -> anyhow::Result<()> {
     let grpc = InferenceService::server(front.clone());
     loop {
         let (stream, peer) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let front = front.clone();
-        let grpc = grpc.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: hyper::Request<Incoming>| {
-                let front = front.clone();
-                let mut grpc = grpc.clone();
-                async move {
-                    if grpc::is_grpc(&request) {
-                        let reply = grpc.call(grpc::with_host(request)).await?;
-                        Ok::<_, Infallible>(reply.map(Either::Right))
-                    } else {
-                        Ok(front.handle(request).await.map(Either::Left))
+        let connection = Connection {
+            front: front.clone(),
+            grpc: grpc.clone(),
+            peer,
+        };
+        match &tls {
+            None => {
+                tokio::spawn(connection.serve(stream));
+            }
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection.serve(stream).await,
+                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
+                });
+            }
+        }
+    }
+}
+
+/// One accepted connection and what serves it.
+struct Connection {
+    front: Arc<Front>,
+    grpc: grpc::Server,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    /// Serves the connection's requests until it closes: gRPC calls to the gRPC service, the
+    /// rest to the front.
+    async fn serve<Io>(self, io: Io)
+    where
+        Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self { front, grpc, peer } = self;
+        let service = service_fn(move |request: hyper::Request<Incoming>| {
+            let front = front.clone();
+            let mut grpc = grpc.clone();
+            async move {
+                if grpc::is_grpc(&request) {
+                    let reply = grpc.call(grpc::with_host(request)).await?;
+                    Ok::<_, Infallible>(reply.map(Either::Right))
+                } else {
+                    Ok(front.handle(request).await.map(Either::Left))
                 }
-            });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder.http1().keep_alive(true);
-            if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                log_connection_error(peer, &*error);
             }
         });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().keep_alive(true);
+        if let Err(error) = builder.serve_connection(TokioIo::new(io), service).await {
+            log_connection_error(peer, &*error);
+        }
     }
 }
 

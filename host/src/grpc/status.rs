@@ -13,13 +13,17 @@ pub const ERROR_CODE: &str = "ember-error-code";
 pub const ERROR_FIELD: &str = "ember-error-field";
 
 /// The gRPC code for a failure with this contract code: refused input is `INVALID_ARGUMENT`, an
-/// unknown model or version `NOT_FOUND`, a body too large `RESOURCE_EXHAUSTED`, no capacity
-/// `UNAVAILABLE`, a deadline `DEADLINE_EXCEEDED`, the function's own failure `INTERNAL`.
+/// unknown model or version `NOT_FOUND`, a missing or dead key `UNAUTHENTICATED`, a model outside
+/// the key `PERMISSION_DENIED`, a body too large, a rate limit or a spent budget
+/// `RESOURCE_EXHAUSTED`, no capacity `UNAVAILABLE`, a deadline `DEADLINE_EXCEEDED`, the
+/// function's own failure `INTERNAL`.
 pub fn grpc_code(code: Code) -> tonic::Code {
     match code.status() {
         404 => tonic::Code::NotFound,
         405 => tonic::Code::Unimplemented,
-        413 => tonic::Code::ResourceExhausted,
+        401 => tonic::Code::Unauthenticated,
+        403 => tonic::Code::PermissionDenied,
+        402 | 413 | 429 => tonic::Code::ResourceExhausted,
         400..=499 => tonic::Code::InvalidArgument,
         503 => tonic::Code::Unavailable,
         504 => tonic::Code::DeadlineExceeded,
@@ -89,6 +93,12 @@ mod tests {
             tonic::Code::ResourceExhausted
         );
         assert_eq!(grpc_code(Code::Overloaded), tonic::Code::Unavailable);
+        assert_eq!(
+            grpc_code(Code::Unauthenticated),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(grpc_code(Code::Forbidden), tonic::Code::PermissionDenied);
+        assert_eq!(grpc_code(Code::RateLimited), tonic::Code::ResourceExhausted);
         assert_eq!(
             grpc_code(Code::DeadlineExceeded),
             tonic::Code::DeadlineExceeded

@@ -45,6 +45,8 @@ pub struct HttpFunction {
     pub env: Vec<(String, String)>,
     /// HTTP routes to it.
     pub routes: Vec<SpinRoute>,
+    /// `tool.ember.auth`: who may call it on Ember's host.
+    pub auth: Option<crate::tenants::AuthMode>,
 }
 
 impl Manifest {
@@ -201,15 +203,15 @@ impl Manifest {
         for (name, template) in &component.variables {
             env.push((name.to_ascii_uppercase(), self.resolve(template)?));
         }
+        let tool = ember_tool(component)?;
         Ok(HttpFunction {
             id: id.to_string(),
             source: self.local_source(id, &component.source)?,
-            wasi_nn_source: ember_tool(component)?
-                .wasi_nn_source
-                .map(|s| self.dir.join(s)),
+            wasi_nn_source: tool.wasi_nn_source.map(|s| self.dir.join(s)),
             models,
             env,
             routes,
+            auth: tool.auth,
         })
     }
 
@@ -414,11 +416,12 @@ mod tests {
         assert!(err("variables = { m = \"{{ nope }}\" }\n").contains("undeclared"));
         assert!(err("variables = { m = \"{{ model }}\" }\n").contains("SPIN_VARIABLE_MODEL"));
         let function = load(&format!(
-            "{base}environment = {{ A = \"1\" }}\n[component.f.tool.ember]\nwasi_nn_source = \"g.wasm\"\n"
+            "{base}environment = {{ A = \"1\" }}\n[component.f.tool.ember]\nwasi_nn_source = \"g.wasm\"\nauth = \"keys\"\n"
         ))
         .unwrap();
         assert_eq!(function.env, vec![("A".to_string(), "1".to_string())]);
         assert!(function.wasi_nn_source.unwrap().ends_with("g.wasm"));
+        assert_eq!(function.auth, Some(crate::tenants::AuthMode::Keys));
         assert!(format!(
             "{:#}",
             load("spin_manifest_version = 1\n[application]\nname = \"a\"\n").unwrap_err()

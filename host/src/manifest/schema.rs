@@ -143,4 +143,6 @@ pub struct Build {
 pub struct EmberTool {
     /// The variant that infers through the host's wasi:nn (Ember's default where it exists).
     pub wasi_nn_source: Option<String>,
+    /// Who may call the function on Ember's host (`ember up --auth` overrides it).
+    pub auth: Option<crate::tenants::AuthMode>,
 }

@@ -77,6 +77,35 @@ CREATE TABLE decisions (
 );
 CREATE INDEX decisions_by_model ON decisions (model, model_version, started_at_us);
 "#,
+    // Tenants: who each invocation is billed to, and the API keys (hashes only).
+    r#"
+ALTER TABLE invocations ADD COLUMN key_name TEXT;
+CREATE INDEX invocations_by_key ON invocations (key_name, started_at_us);
+CREATE TABLE api_keys (
+    name          TEXT PRIMARY KEY,
+    sha256        BLOB NOT NULL UNIQUE,
+    prefix        TEXT NOT NULL,
+    models        TEXT,
+    rate          REAL,
+    burst         INTEGER,
+    budget        REAL,
+    created_at_us INTEGER NOT NULL,
+    rotated_at_us INTEGER,
+    revoked_at_us INTEGER
+);
+-- Bumped by every change to the keys, so a serving process re-reads them on the next request.
+CREATE TABLE api_keys_generation (
+    id         INTEGER PRIMARY KEY CHECK (id = 0),
+    generation INTEGER NOT NULL
+);
+INSERT INTO api_keys_generation VALUES (0, 0);
+CREATE TRIGGER api_keys_inserted AFTER INSERT ON api_keys
+    BEGIN UPDATE api_keys_generation SET generation = generation + 1; END;
+CREATE TRIGGER api_keys_updated AFTER UPDATE ON api_keys
+    BEGIN UPDATE api_keys_generation SET generation = generation + 1; END;
+CREATE TRIGGER api_keys_deleted AFTER DELETE ON api_keys
+    BEGIN UPDATE api_keys_generation SET generation = generation + 1; END;
+"#,
 ];
 
 /// The writer side of the ledger: the journal segment replies append to, and the ingest thread
@@ -337,8 +366,8 @@ fn insert<'a>(
         let mut stmt = tx.prepare_cached(
             "INSERT OR IGNORE INTO invocations (id, started_at_us, function, model, model_version, method,
                 route, status, failure, wall_us, cpu_us, fuel, infer_calls, infer_us, infer_macs,
-                peak_memory_bytes, bytes_in, bytes_out, cost)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                peak_memory_bytes, bytes_in, bytes_out, cost, key_name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         )?;
         let mut decisions = tx.prepare_cached(
             "INSERT OR IGNORE INTO decisions (invocation_id, model, model_version, started_at_us,
@@ -367,6 +396,7 @@ fn insert<'a>(
                 r.bytes_in as i64,
                 r.bytes_out as i64,
                 r.cost,
+                r.key,
             ])?;
             // After its invocation: the decision references it.
             if let Some(d) = &r.decision {
@@ -395,7 +425,7 @@ const SELECT_RECORDS: &str = "SELECT i.id, i.started_at_us, i.function, i.model,
         i.method, i.route, i.status, i.failure, i.wall_us, i.cpu_us, i.fuel, i.infer_calls,
         i.infer_us, i.infer_macs, i.peak_memory_bytes, i.bytes_in, i.bytes_out, i.cost,
         d.input_sha256, d.features, d.prediction, d.output, d.shadow_version, d.shadow_prediction,
-        d.shadow_agrees, d.fallback_from, d.fallback_reason
+        d.shadow_agrees, d.fallback_from, d.fallback_reason, i.key_name
     FROM invocations i LEFT JOIN decisions d ON d.invocation_id = i.id";
 
 /// Reads records back, oldest first, within `[since, until)` (µs since the epoch).
@@ -463,6 +493,7 @@ fn query(
             bytes_in: row.get::<_, i64>(16)? as u64,
             bytes_out: row.get::<_, i64>(17)? as u64,
             cost: row.get(18)?,
+            key: row.get(28)?,
             decision: match row.get::<_, Option<String>>(19)? {
                 None => None,
                 Some(input_sha256) => Some(Decision {
@@ -507,6 +538,7 @@ mod tests {
             bytes_in: 44,
             bytes_out: 210,
             cost: 2.9e-7,
+            key: (id % 3 == 0).then(|| "team-a".into()),
             decision: decided.then(|| Decision {
                 input_sha256: "ab".repeat(32),
                 features: vec![42.0, 52_000.0, 710.0],

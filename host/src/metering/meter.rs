@@ -80,6 +80,8 @@ pub struct Arrival<'a> {
     pub method: &'a str,
     /// Request path, without the query.
     pub route: &'a str,
+    /// Name of the API key it is billed to, when keys are required.
+    pub key: Option<&'a str>,
 }
 
 impl Arrival<'_> {
@@ -99,28 +101,26 @@ pub struct MeteringUnavailable(#[source] anyhow::Error);
 
 impl Meter {
     /// Records `invocation`: builds and prices its record, observes it, makes it durable in the
-    /// ledger (its journal append) and sets the reply's metering headers.
+    /// ledger (its journal append) and sets the reply's metering headers; returns its cost.
     pub fn record(
         &self,
         arrival: Arrival<'_>,
         invocation: &mut Invocation,
-    ) -> Result<(), MeteringUnavailable> {
+    ) -> Result<f64, MeteringUnavailable> {
         let record = UsageRecord::new(
             uuid::Uuid::now_v7().to_string(),
-            arrival.started_at_us,
             &self.function,
-            arrival.method,
-            arrival.route,
+            &arrival,
             (&invocation.stats, invocation.response.body()),
             &self.prices,
         );
         self.metrics.observe(&record);
         self.drift.observe(&record);
         let Some(ledger) = &self.ledger else {
-            return Ok(());
+            return Ok(record.cost);
         };
         let cost = format!("{:.12} {}", record.cost, self.prices.currency);
-        let (id, wall_us) = (record.id.clone(), record.wall_us);
+        let (id, wall_us, billed) = (record.id.clone(), record.wall_us, record.cost);
         ledger.commit(record).map_err(MeteringUnavailable)?;
         let reply = invocation.response.headers_mut();
         for (name, value) in [
@@ -132,7 +132,7 @@ impl Meter {
                 reply.insert(name, value);
             }
         }
-        Ok(())
+        Ok(billed)
     }
 
     /// The Prometheus exposition in `format`, with the gauges of the moment.

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 
+use ember_contract::Code;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -43,6 +44,17 @@ struct FailureLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    key: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyNameLabels {
+    key: String,
+}
+
 type HistogramFamily = Family<ModelLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric the host exports.
@@ -59,6 +71,8 @@ pub struct Metrics {
     drift_psi: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
     drift_ks: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
     drift_detected: Family<ModelLabels, Gauge<i64, AtomicI64>>,
+    key_requests: Family<KeyLabels, Counter>,
+    key_cost: Family<KeyNameLabels, Counter<f64, AtomicU64>>,
 }
 
 /// Buckets in seconds, from 10 µs to ~5 s.
@@ -142,8 +156,24 @@ impl Default for Metrics {
             "1 when a model version's inputs or predictions drifted",
             drift_detected.clone(),
         );
+        // Per API key: the label values are the names operators gave their keys (bounded by the
+        // key table), `""` for requests that presented no live key.
+        let key_requests = Family::<KeyLabels, Counter>::default();
+        let key_cost = Family::<KeyNameLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "ember_key_requests",
+            "Requests per API key name, by outcome: success, failure, or the refusal's code (unauthenticated, forbidden, rate_limited, budget_exhausted, overloaded)",
+            key_requests.clone(),
+        );
+        registry.register(
+            "ember_key_cost",
+            "Cost billed per API key name, in the price table's currency",
+            key_cost.clone(),
+        );
         Self {
             registry,
+            key_requests,
+            key_cost,
             success,
             failure,
             duration,
@@ -190,6 +220,22 @@ impl Metrics {
                 .observe(seconds(record.infer_us));
         }
         self.cost.get_or_create(&labels).inc_by(record.cost);
+        if let Some(key) = &record.key {
+            let outcome = if record.succeeded() {
+                "success"
+            } else {
+                "failure"
+            };
+            self.key_requests
+                .get_or_create(&KeyLabels {
+                    key: key.clone(),
+                    outcome: outcome.into(),
+                })
+                .inc();
+            self.key_cost
+                .get_or_create(&KeyNameLabels { key: key.clone() })
+                .inc_by(record.cost);
+        }
         let decision = record.decision.as_ref();
         if let Some((shadow, agrees)) =
             decision.and_then(|d| Some((d.shadow_version.clone()?, d.shadow_agrees?)))
@@ -203,6 +249,17 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a request the host refused before running the function, for the key it presented
+    /// (`None`: no live key).
+    pub fn refused(&self, key: Option<&str>, code: Code) {
+        self.key_requests
+            .get_or_create(&KeyLabels {
+                key: key.unwrap_or_default().to_string(),
+                outcome: code.as_str().to_string(),
+            })
+            .inc();
     }
 
     /// The exposition in `format`, with gauges set to the given current values.

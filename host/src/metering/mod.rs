@@ -14,6 +14,7 @@ pub mod usage;
 
 use serde::{Deserialize, Serialize};
 
+use self::meter::Arrival;
 use crate::runtime::InvocationStats;
 
 /// One invocation, as billed and audited.
@@ -57,6 +58,9 @@ pub struct UsageRecord {
     pub bytes_out: u64,
     /// Price of this invocation, in the price table's currency.
     pub cost: f64,
+    /// Name of the API key the invocation was billed to (never the key), when keys are required.
+    #[serde(default)]
+    pub key: Option<String>,
     /// What the model decided, when a model version answered.
     pub decision: Option<Decision>,
 }
@@ -111,22 +115,20 @@ impl UsageRecord {
     /// Builds the record of one invocation (with the reply body it returned) and prices it.
     pub fn new(
         id: String,
-        started_at_us: i64,
         function: &str,
-        method: &str,
-        route: &str,
+        arrival: &Arrival<'_>,
         invocation: (&InvocationStats, &[u8]),
         prices: &prices::PriceTable,
     ) -> Self {
         let (stats, output) = invocation;
         let mut record = Self {
             id,
-            started_at_us,
+            started_at_us: arrival.started_at_us,
             function: function.to_string(),
             model: stats.model.as_ref().map(|m| m.model.clone()),
             model_version: stats.model.as_ref().map(|m| m.version.clone()),
-            method: method.to_string(),
-            route: route.to_string(),
+            method: arrival.method.to_string(),
+            route: arrival.route.to_string(),
             status: stats.status,
             failure: stats.failure.map(|code| code.as_str().to_string()),
             wall_us: stats.wall_us,
@@ -139,6 +141,7 @@ impl UsageRecord {
             bytes_in: stats.bytes_in,
             bytes_out: stats.bytes_out,
             cost: 0.0,
+            key: arrival.key.map(str::to_string),
             decision: Decision::from_invocation(stats, output),
         };
         record.cost = prices.cost(&record).total();

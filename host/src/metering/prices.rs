@@ -113,6 +113,7 @@ mod tests {
             bytes_in: 10,
             bytes_out: 10,
             cost: 0.0,
+            key: None,
             decision: None,
         }
     }

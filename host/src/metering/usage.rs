@@ -1,5 +1,5 @@
 //! The usage report `ember usage` prints: counts, error rate, cost totals and latency /
-//! inference-time percentiles of ledger records, grouped by model, version, route, status or minute.
+//! inference-time percentiles of ledger records, grouped by model, version, route, status, minute or API key.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,6 +23,8 @@ pub enum GroupBy {
     Status,
     /// Minute of arrival (UTC).
     Minute,
+    /// Name of the API key billed (`-` when keys were not required).
+    Key,
 }
 
 /// Output format.
@@ -107,6 +109,7 @@ fn group_key(record: &UsageRecord, by: GroupBy) -> String {
         ),
         GroupBy::Route => format!("{} {}", record.method, record.route),
         GroupBy::Status => record.status.to_string(),
+        GroupBy::Key => or_none(&record.key),
         GroupBy::Minute => {
             let minute =
                 UNIX_EPOCH + Duration::from_secs((record.started_at_us / 60_000_000 * 60) as u64);

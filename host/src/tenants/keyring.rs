@@ -1,0 +1,201 @@
+//! The live keys of a serving process: loaded from the ledger's `api_keys` at start, re-read
+//! whenever another process (`ember keys …`, another `ember up`) changed them — checked on every
+//! request by one indexed read of a counter — and matched by the digest of what a request presents.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::limits::{month_start_us, RateLimit, Spend};
+use super::secret::SecretDigest;
+use super::store::{self, KeyRecord};
+use crate::metering::ledger;
+use crate::metering::meter::Arrival;
+
+/// A live key's tenant: its name, scope, rate bucket and this month's spend.
+pub struct Tenant {
+    record: KeyRecord,
+    rate: Option<RateLimit>,
+    spend: Arc<Spend>,
+}
+
+impl Tenant {
+    /// The key's name, as usage and metrics carry it.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// Whether the key may call `model`.
+    pub fn may_use(&self, model: &str) -> bool {
+        self.record
+            .models
+            .as_ref()
+            .is_none_or(|models| models.iter().any(|m| m == model))
+    }
+
+    /// The models it may call (`None`: all).
+    pub fn models(&self) -> Option<&[String]> {
+        self.record.models.as_deref()
+    }
+
+    /// Its request rate, if limited.
+    pub fn rate(&self) -> Option<&RateLimit> {
+        self.rate.as_ref()
+    }
+
+    /// Its monthly budget, if any.
+    pub fn budget(&self) -> Option<f64> {
+        self.record.limits.budget
+    }
+
+    /// Its spend this month.
+    pub fn spend(&self) -> &Spend {
+        &self.spend
+    }
+}
+
+/// The keys as last read from the ledger.
+#[derive(Default)]
+struct Loaded {
+    generation: i64,
+    by_digest: HashMap<SecretDigest, Arc<Tenant>>,
+    /// Spend per key name, kept across reloads and rotations.
+    spend: HashMap<String, Arc<Spend>>,
+}
+
+/// The live API keys of the ledger at one path.
+pub struct KeyRing {
+    conn: Mutex<Connection>,
+    loaded: RwLock<Loaded>,
+}
+
+impl KeyRing {
+    /// Opens the keys of the ledger at `path` (which the meter has created and migrated).
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let conn = ledger::open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let ring = Self {
+            conn: Mutex::new(conn),
+            loaded: RwLock::new(Loaded {
+                generation: -1,
+                ..Loaded::default()
+            }),
+        };
+        ring.refresh()?;
+        Ok(ring)
+    }
+
+    /// How many keys are live.
+    pub fn live(&self) -> usize {
+        self.loaded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_digest
+            .len()
+    }
+
+    /// The tenant whose live key is `presented`, after catching up with changes to the keys. A
+    /// ledger that cannot be read keeps the keys last read (and logs why).
+    pub fn find(&self, presented: &str) -> Option<Arc<Tenant>> {
+        if let Err(error) = self.refresh() {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "could not re-read the API keys: serving with those read last"
+            );
+        }
+        let digest = SecretDigest::of(presented);
+        let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
+        loaded
+            .by_digest
+            .get(&digest)
+            .filter(|tenant| tenant.record.digest.matches(&digest))
+            .cloned()
+    }
+
+    /// Re-reads the keys if their generation moved since the last read.
+    fn refresh(&self) -> anyhow::Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = store::generation(&conn)?;
+        if generation
+            == self
+                .loaded
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .generation
+        {
+            return Ok(());
+        }
+        let records = store::list(&conn)?;
+        let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
+        let previous: HashMap<&str, &Arc<Tenant>> =
+            loaded.by_digest.values().map(|t| (t.name(), t)).collect();
+        let month = month_start_us(Arrival::now_us());
+        let mut by_digest = HashMap::new();
+        let mut spend = loaded.spend.clone();
+        for record in records.into_iter().filter(|r| r.revoked_at_us.is_none()) {
+            // An unchanged key keeps its bucket: a reload does not refill anyone's burst.
+            let tenant = match previous.get(record.name.as_str()) {
+                Some(same) if same.record == record => Arc::clone(same),
+                _ => {
+                    let spent = match spend.get(&record.name) {
+                        Some(known) => known.clone(),
+                        None => {
+                            let billed = store::spent_since(&conn, &record.name, month)?;
+                            let known = Arc::new(Spend::new(month, billed));
+                            spend.insert(record.name.clone(), known.clone());
+                            known
+                        }
+                    };
+                    Arc::new(Tenant {
+                        rate: record
+                            .limits
+                            .rate
+                            .map(|r| RateLimit::new(r, record.limits.burst)),
+                        spend: spent,
+                        record,
+                    })
+                }
+            };
+            by_digest.insert(tenant.record.digest, tenant);
+        }
+        *loaded = Loaded {
+            generation,
+            by_digest,
+            spend,
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::limits::Limits;
+    use super::*;
+
+    #[test]
+    fn changes_by_another_connection_apply_on_the_next_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let admin = store::open(&path).unwrap();
+        let first = store::create(&admin, "a", None, &Limits::default()).unwrap();
+        let ring = KeyRing::open(&path).unwrap();
+        assert_eq!(
+            ring.find(&first.secret).map(|t| t.name().to_string()),
+            Some("a".into())
+        );
+        assert!(ring.find("ek_not-a-key").is_none());
+
+        let second =
+            store::create(&admin, "b", Some(&["digits".into()]), &Limits::default()).unwrap();
+        let b = ring.find(&second.secret).expect("a new key works at once");
+        assert!(b.may_use("digits") && !b.may_use("credit-risk"));
+
+        let rotated = store::rotate(&admin, "a").unwrap();
+        assert!(ring.find(&first.secret).is_none(), "the old secret is dead");
+        assert!(ring.find(&rotated.secret).is_some());
+        store::revoke(&admin, "a").unwrap();
+        assert!(ring.find(&rotated.secret).is_none());
+        assert_eq!(ring.live(), 1);
+    }
+}
