@@ -3,7 +3,7 @@
 // panels, the decisions and where their audit links lead) and takes a screenshot.
 //
 // Usage: node operator.mjs <job.json>; prints one JSON report on stdout.
-// job: {base, screenshot?}
+// job: {base, screenshot?, token?}: with a token, the page must first ask for it.
 import { readFileSync, rmSync } from "node:fs";
 import { launch } from "./chromium.mjs";
 
@@ -16,6 +16,13 @@ try {
   page.on("pageerror", (e) => report.console.push(String(e)));
   page.on("request", (r) => report.requests.push(r.url()));
   await page.goto(`${job.base}/-/`);
+  if (job.token) {
+    await page.waitForSelector("#login:not([hidden])", { timeout: 30_000 });
+    report.asked_for_token = true;
+    report.status_before_token = await page.textContent("#status");
+    await page.fill("#token", job.token);
+    await page.click("#login button");
+  }
   await page.waitForSelector("body[data-ready=true]", { timeout: 30_000 });
   Object.assign(report, await page.evaluate(() => ({
     models: [...document.querySelectorAll("#models tbody tr")].map((tr) =>
@@ -41,7 +48,11 @@ try {
     audit_links: [...document.querySelectorAll("#decisions a")].map((a) => a.href),
   })));
   if (job.screenshot) await page.screenshot({ path: job.screenshot, fullPage: true });
-  if (report.audit_links.length) {
+  if (report.audit_links.length && job.token) {
+    await page.click("#decisions a");
+    await page.waitForSelector("#audit:not([hidden])", { timeout: 30_000 });
+    report.audit = JSON.parse(await page.textContent("#audit-record"));
+  } else if (report.audit_links.length) {
     // The audit record is bare JSON, whose tab asks for /favicon.ico: not the page's request.
     page.removeAllListeners("console");
     await page.click("#decisions a");

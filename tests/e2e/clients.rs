@@ -41,7 +41,7 @@ fn succeeded(what: &str, output: std::process::Output) -> String {
 }
 
 /// Runs `tests/clients/<script>` with `args` and fails with its output unless it succeeds.
-fn run_client(script: &str, args: &[&str]) -> String {
+pub fn run_client(script: &str, args: &[&str]) -> String {
     let root = repo_root();
     let output = Command::new(client_program("python"))
         .arg(root.join("tests/clients").join(script))

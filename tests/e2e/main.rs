@@ -14,4 +14,5 @@ mod prometheus;
 mod reference;
 mod scale_to_zero;
 mod support;
+mod tenants;
 mod variants;

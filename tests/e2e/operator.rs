@@ -141,3 +141,40 @@ fn the_operator_page_shows_what_the_ledger_and_metrics_hold() {
     );
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
 }
+
+#[test]
+fn with_keys_required_the_page_asks_for_the_admin_token_and_shows_who_was_billed() {
+    let ledger = scratch_dir("operator-keys").join("usage.db");
+    let ledger = ledger.to_str().unwrap();
+    let key = ember(&["keys", "--ledger", ledger, "create", "--name", "team-ops"]);
+    let token = "operator-page-token";
+    let server = Server::start(&["--ledger", ledger, "--auth", "keys", "--admin-token", token]);
+    let auth = format!("Bearer {}", key.trim());
+    let applicant = json!({"age": 40, "income": 52000, "credit_score": 700});
+    for _ in 0..3 {
+        let reply = server.send(
+            "POST",
+            "/models/credit-risk/versions/1/predict",
+            &[("authorization", &auth)],
+            Some(&applicant),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+
+    let report = run_driver(
+        "operator.mjs",
+        &json!({"base": server.base, "token": token}),
+    );
+    assert_eq!(report["asked_for_token"], true, "{report}");
+    assert!(
+        report["status_before_token"]
+            .as_str()
+            .unwrap()
+            .contains("admin token"),
+        "{report}"
+    );
+    assert_eq!(report["totals"]["credit-risk/1"]["count"], 3, "{report}");
+    // The audit record, fetched with the token, names the key's name and never the key.
+    assert_eq!(report["audit"]["key"], "team-ops", "{report}");
+    assert!(!report.to_string().contains(key.trim()));
+}

@@ -130,6 +130,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server logged so far.
     pub fn logs(&self) -> String {
         self.stderr.lock().unwrap().clone()
@@ -199,6 +204,17 @@ impl Server {
                 .header("content-type", content_type)
                 .send(body),
         )
+    }
+
+    /// `method path` with extra headers and a JSON body (or none), keeping the reply's headers.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Reply {
+        send_with(&agent(), &self.base, method, path, headers, body)
     }
 
     /// `GET path` → status and raw text (for non-JSON endpoints such as `/-/metrics`).
@@ -275,12 +291,37 @@ impl Drop for Server {
     }
 }
 
-fn agent() -> ureq::Agent {
+/// [`Server::send`] with another agent (one that trusts a test's own certificate).
+pub fn send_with(
+    agent: &ureq::Agent,
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Reply {
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"));
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = body.map(Value::to_string).unwrap_or_default();
+    full_reply(agent.run(request.body(body).unwrap()))
+}
+
+/// The tests' HTTP client: statuses are answers, not errors.
+pub fn agent_config() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(std::time::Duration::from_secs(30)))
-        .build()
-        .into()
+}
+
+fn agent() -> ureq::Agent {
+    agent_config().build().into()
 }
 
 fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {

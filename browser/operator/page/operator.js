@@ -101,15 +101,52 @@ function renderDecisions(decisions) {
     el("td", {}, d.shadow_version ? `${d.shadow_version} (${d.shadow_agrees ? "agrees" : "differs"})` : "—"),
     el("td", {}, String(d.status)),
     num(d.wall_us / 1000, 2),
-    el("td", {}, el("a", { href: `/-/audit/${d.id}` }, d.id)))));
+    el("td", {}, auditLink(d.id)))));
+}
+
+function auditLink(id) {
+  const link = el("a", { href: `/-/audit/${id}` }, id);
+  link.addEventListener("click", openAudit);
+  return link;
+}
+
+// The host's data needs the admin token when the host requires API keys (`ember up --auth keys
+// --admin-token`): the page asks for it once per tab and sends it as a bearer token.
+const TOKEN_KEY = "ember-admin-token";
+
+function withToken() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { headers: { authorization: `Bearer ${token}` } } : {};
+}
+
+async function getJson(url) {
+  const response = await fetch(url, withToken());
+  const body = await response.json();
+  if (response.status === 401) document.getElementById("login").hidden = false;
+  if (!response.ok) throw new Error(body.error?.message ?? response.statusText);
+  return body;
+}
+
+document.getElementById("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value);
+  event.target.hidden = true;
+  refresh();
+});
+
+// With a token, an audit link is fetched with it and shown here (a plain link could not send it).
+async function openAudit(event) {
+  if (!sessionStorage.getItem(TOKEN_KEY)) return;
+  event.preventDefault();
+  const record = await getJson(event.currentTarget.getAttribute("href"));
+  document.getElementById("audit-record").textContent = JSON.stringify(record, null, 2);
+  document.getElementById("audit").hidden = false;
 }
 
 async function refresh() {
   const status = document.getElementById("status");
   try {
-    const response = await fetch("/-/api/overview");
-    const overview = await response.json();
-    if (!response.ok) throw new Error(overview.error?.message ?? response.statusText);
+    const overview = await getJson("/-/api/overview");
     renderModels(overview.models);
     renderTraffic(overview.traffic, overview.currency);
     renderDrift(overview.drift, overview.psi_threshold);

@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the function and the bundled models over HTTP.
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Measure native inference, end-to-end latency, throughput and cold start.
     Bench(bench::BenchArgs),
     /// Summarize the usage ledger: counts, errors, cost, latency percentiles.
@@ -47,7 +47,7 @@ impl Cli {
     /// Runs the parsed command.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Up(args) => up::run(args),
+            Command::Up(args) => up::run(*args),
             Command::Bench(args) => bench::run(args),
             Command::Usage(args) => usage::run(args),
             Command::Models(args) => models::run(args),

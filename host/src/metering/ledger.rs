@@ -538,7 +538,7 @@ mod tests {
             bytes_in: 44,
             bytes_out: 210,
             cost: 2.9e-7,
-            key: (id % 3 == 0).then(|| "team-a".into()),
+            key: id.is_multiple_of(3).then(|| "team-a".into()),
             decision: decided.then(|| Decision {
                 input_sha256: "ab".repeat(32),
                 features: vec![42.0, 52_000.0, 710.0],

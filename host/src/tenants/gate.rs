@@ -97,6 +97,8 @@ impl Gate {
         default_model: &str,
     ) -> Result<Admission<'_>, Refused> {
         let tenant = match &self.keys {
+            // Liveness and readiness are for load balancers and orchestrators, which hold no key.
+            Some(_) if is_probe(route) => None,
             None => None,
             Some(keys) => Some(self.tenant(keys, request, route, default_model)?),
         };
@@ -274,6 +276,11 @@ fn model_of<'a>(route: &'a str, default_model: &'a str) -> Option<&'a str> {
         | Route::V2Infer(target) => Some(target.model),
         Route::Health | Route::Models | Route::OpenApi | Route::V2Server | Route::V2Health => None,
     }
+}
+
+/// Whether `route` is a health probe (`/health`, `/v2/health/live|ready`): open to all.
+fn is_probe(route: &str) -> bool {
+    matches!(Route::parse(route), Some(Route::Health | Route::V2Health))
 }
 
 /// Scopes the request's caller to the key: `ember-caller-key` becomes `<key>` when absent, else
