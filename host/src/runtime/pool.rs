@@ -18,8 +18,8 @@
 //! handed. Every request starts over on what it is limited and measured by: its deadline, fuel
 //! count and inference meter (emptied after each request), its own incoming request and response
 //! resources, and the memory cap (the instance's memory counts, including what earlier requests
-//! grew it to). The caller is the header's exact bytes; it is what the client says it is until
-//! API keys exist.
+//! grew it to). The caller is the header's exact bytes: what the client says under `--auth none`,
+//! scoped to the API key's name under `--auth keys` ([`crate::tenants::gate`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -57,7 +57,7 @@ impl TenantArgs {
         let mode = self.auth.or(manifest_auth).unwrap_or(AuthMode::None);
         let keys = match mode {
             AuthMode::None => {
-                tracing::warn!("auth: none — any caller that reaches the port may call every model (--auth keys requires API keys)");
+                tracing::info!("auth: none — any caller that reaches the port may call every model (--auth keys requires API keys)");
                 None
             }
             AuthMode::Keys => {

@@ -18,6 +18,8 @@ pub struct Probe {
     pub path: String,
     /// JSON body.
     pub body: Bytes,
+    /// `Authorization` to send (an API key as a bearer token), if any.
+    pub authorization: Option<String>,
 }
 
 async fn connect(address: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
@@ -32,10 +34,13 @@ async fn connect(address: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
 /// connection after it (a gunicorn sync worker does after every request).
 async fn send(sender: &mut SendRequest<Full<Bytes>>, probe: &Probe) -> anyhow::Result<bool> {
     sender.ready().await?;
-    let request = hyper::Request::post(&probe.path)
+    let mut request = hyper::Request::post(&probe.path)
         .header(hyper::header::HOST, &probe.address)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(probe.body.clone()))?;
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(authorization) = &probe.authorization {
+        request = request.header(hyper::header::AUTHORIZATION, authorization);
+    }
+    let request = request.body(Full::new(probe.body.clone()))?;
     let response = sender.send_request(request).await?;
     let status = response.status();
     let closes = response

@@ -301,6 +301,7 @@ fn probe(models: &Path, address: &str, model: &str) -> anyhow::Result<Probe> {
         address: address.to_string(),
         path: format!("/models/{model}/predict"),
         body: Bytes::from(serde_json::to_vec(&case.request)?),
+        authorization: None,
     })
 }
 

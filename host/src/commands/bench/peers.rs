@@ -1,6 +1,7 @@
 //! The fast-path table: Ember's `/predict` against its peers and floors, measured in the same
 //! run — the seed's Flask + onnxruntime server (`scripts/peers/flask_seed.py` under gunicorn),
-//! Ember with metering on and off, with instance reuse (the default) and a fresh instance per
+//! Ember with metering on and off, with API keys and a rate limit checked on every request,
+//! with instance reuse (the default) and a fresh instance per
 //! request, the embedded build on Ember and on upstream `wasmtime serve`,
 //! a hello-world wasi:http component on both hosts, and the host's own HTTP floor. Peers that are
 //! not installed are reported as skipped, never guessed.
@@ -12,8 +13,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::client::{self, Probe};
-use super::{probe, spawn_server, stop, BenchArgs, MODELS};
+use super::{bench_ledger, probe, spawn_server, stop, BenchArgs, MODELS};
 use crate::process::{serving_address, spawn_wasmtime_serve};
+use crate::tenants::limits::Limits;
+use crate::tenants::store;
 
 /// Longest a peer may take to start serving (wasmtime serve compiles the embedded build).
 const START_DEADLINE: Duration = Duration::from_secs(120);
@@ -25,6 +28,10 @@ const CONCURRENCY: [usize; 2] = [1, 32];
 const SEED: &str = "Flask + onnxruntime (seed, gunicorn -w 2)";
 const METERING_ON: &str = "Ember, metering on";
 const METERING_OFF: &str = "Ember, metering off";
+const KEYS_OFF: &str = "Ember, metering on, --auth none (A/B with the next row)";
+const KEYS_ON: &str = "Ember, metering on, --auth keys + rate limit";
+/// Alternating load slices per concurrency in the keys A/B.
+const AB_SLICES: u32 = 6;
 const FRESH: &str = "Ember, metering on, --instance-reuse 1";
 const EMBEDDED_ON_WASMTIME: &str = "wasmtime serve, embedded build";
 const HELLO_ON_WASMTIME: &str = "hello world on wasmtime serve";
@@ -46,7 +53,7 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resul
     let mut rows = Vec::new();
     rows.push(Row {
         label: SEED,
-        rates: flask(&args.models).and_then(|peer| measure(runtime, args, peer, None)),
+        rates: flask(&args.models).and_then(|peer| measure(runtime, args, peer, None, None)),
     });
     for (label, extra) in [
         (METERING_ON, vec!["--preload"]),
@@ -59,13 +66,25 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resul
     ] {
         rows.push(Row {
             label,
-            rates: ember(args, &extra).and_then(|peer| measure(runtime, args, peer, None)),
+            rates: ember(args, &extra).and_then(|peer| measure(runtime, args, peer, None, None)),
         });
     }
+    let [without_keys, with_keys] = match keys_ab(runtime, args) {
+        Ok([a, b]) => [Ok(a), Ok(b)],
+        Err(why) => [Err(why.clone()), Err(why)],
+    };
+    rows.push(Row {
+        label: KEYS_OFF,
+        rates: without_keys,
+    });
+    rows.push(Row {
+        label: KEYS_ON,
+        rates: with_keys,
+    });
     rows.push(Row {
         label: EMBEDDED_ON_WASMTIME,
         rates: wasmtime_serve(&embedded, &args.models)
-            .and_then(|peer| measure(runtime, args, peer, None)),
+            .and_then(|peer| measure(runtime, args, peer, None, None)),
     });
     let component = hello.to_string_lossy().into_owned();
     for (label, extra) in [
@@ -84,17 +103,19 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resul
     ] {
         rows.push(Row {
             label,
-            rates: ember(args, &extra).and_then(|peer| measure(runtime, args, peer, Some("/"))),
+            rates: ember(args, &extra)
+                .and_then(|peer| measure(runtime, args, peer, Some("/"), None)),
         });
     }
     rows.push(Row {
         label: HELLO_ON_WASMTIME,
         rates: wasmtime_serve(&hello, &args.models)
-            .and_then(|peer| measure(runtime, args, peer, Some("/"))),
+            .and_then(|peer| measure(runtime, args, peer, Some("/"), None)),
     });
     rows.push(Row {
         label: "Ember's own route /-/health (no wasm)",
-        rates: ember(args, &[]).and_then(|peer| measure(runtime, args, peer, Some("/-/health"))),
+        rates: ember(args, &[])
+            .and_then(|peer| measure(runtime, args, peer, Some("/-/health"), None)),
     });
     print_table(&rows);
     print_ratios(&rows);
@@ -114,33 +135,104 @@ impl Drop for Peer {
 }
 
 /// Requests per second at each of [`CONCURRENCY`] against `peer` (`path` instead of credit-risk's
-/// `/predict`, for the hello world and the host's floor), after a short warm-up.
+/// `/predict`, for the hello world and the host's floor; with an API key when given), after a
+/// short warm-up.
 fn measure(
     runtime: &tokio::runtime::Runtime,
     args: &BenchArgs,
     peer: Peer,
     path: Option<&str>,
+    key: Option<String>,
 ) -> Result<[f64; 2], String> {
-    let mut probe = probe(&args.models, &peer.address, MODELS[0]).map_err(|e| e.to_string())?;
-    probe.path = path.unwrap_or("/predict").to_string();
-    let rate = |concurrency: usize, seconds: f64| -> Result<f64, String> {
-        let (samples, elapsed) = runtime
-            .block_on(client::load(
-                &probe,
-                concurrency,
-                Duration::from_secs_f64(seconds),
-                usize::MAX,
-            ))
-            .map_err(|e| format!("load failed: {e:#}"))?;
-        Ok(samples.len() as f64 / elapsed.as_secs_f64())
-    };
-    rate(8, 0.5)?;
+    let probe = predict_probe(args, &peer, path, key)?;
+    load(runtime, &probe, 8, 0.5)?;
     let rates = [
-        rate(CONCURRENCY[0], args.seconds)?,
-        rate(CONCURRENCY[1], args.seconds)?,
+        rate(load(runtime, &probe, CONCURRENCY[0], args.seconds)?),
+        rate(load(runtime, &probe, CONCURRENCY[1], args.seconds)?),
     ];
     drop(peer);
     Ok(rates)
+}
+
+/// The probe of `peer`: credit-risk's reference request on `/predict` (or `path`), with `key`.
+fn predict_probe(
+    args: &BenchArgs,
+    peer: &Peer,
+    path: Option<&str>,
+    key: Option<String>,
+) -> Result<Probe, String> {
+    let mut probe = probe(&args.models, &peer.address, MODELS[0]).map_err(|e| e.to_string())?;
+    probe.path = path.unwrap_or("/predict").to_string();
+    probe.authorization = key.map(|key| format!("Bearer {key}"));
+    Ok(probe)
+}
+
+/// Requests answered and the time taken by `concurrency` workers over `seconds`.
+fn load(
+    runtime: &tokio::runtime::Runtime,
+    probe: &Probe,
+    concurrency: usize,
+    seconds: f64,
+) -> Result<(usize, Duration), String> {
+    let (samples, elapsed) = runtime
+        .block_on(client::load(
+            probe,
+            concurrency,
+            Duration::from_secs_f64(seconds),
+            usize::MAX,
+        ))
+        .map_err(|e| format!("load failed: {e:#}"))?;
+    Ok((samples.len(), elapsed))
+}
+
+fn rate((requests, elapsed): (usize, Duration)) -> f64 {
+    requests as f64 / elapsed.as_secs_f64()
+}
+
+/// What API keys and a rate limit cost: `ember up` without and with `--auth keys`, both serving
+/// at once and loaded in alternating slices (the order flipped each time), so the machine's drift
+/// over minutes falls on both alike. Requests/s at each concurrency, [without, with].
+fn keys_ab(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> Result<[[f64; 2]; 2], String> {
+    let key = bench_key()?;
+    let plain = ember(args, &["--preload"])?;
+    let keyed = ember(args, &["--preload", "--auth", "keys"])?;
+    let probes = [
+        predict_probe(args, &plain, None, None)?,
+        predict_probe(args, &keyed, None, Some(key))?,
+    ];
+    for probe in &probes {
+        load(runtime, probe, 8, 0.5)?;
+    }
+    let slice = args.seconds / f64::from(AB_SLICES);
+    let mut rates = [[0.0; 2]; 2];
+    for (column, concurrency) in CONCURRENCY.into_iter().enumerate() {
+        let mut totals = [(0, Duration::ZERO); 2];
+        for round in 0..AB_SLICES {
+            for turn in 0..2 {
+                let which = (turn + round as usize) % 2;
+                let (requests, elapsed) = load(runtime, &probes[which], concurrency, slice)?;
+                totals[which].0 += requests;
+                totals[which].1 += elapsed;
+            }
+        }
+        for (which, total) in totals.into_iter().enumerate() {
+            rates[which][column] = rate(total);
+        }
+    }
+    Ok(rates)
+}
+
+/// A key in the bench's ledger whose rate limit every request checks and none reaches.
+fn bench_key() -> Result<String, String> {
+    let conn = store::open(&bench_ledger()).map_err(|e| format!("{e:#}"))?;
+    let limits = Limits {
+        rate: Some(1e9),
+        burst: Some(u32::MAX),
+        budget: None,
+    };
+    let name = format!("bench-{}", std::process::id());
+    let key = store::create(&conn, &name, None, &limits).map_err(|e| format!("{e:#}"))?;
+    Ok(key.secret)
 }
 
 fn ember(args: &BenchArgs, extra: &[&str]) -> Result<Peer, String> {
@@ -232,6 +324,7 @@ fn wait_until_serving(peer: &Peer) -> Result<(), String> {
         address: peer.address.clone(),
         path: "/predict".into(),
         body,
+        authorization: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -293,6 +386,12 @@ fn print_ratios(rows: &[Row]) {
         (METERING_ON, 1),
         (METERING_OFF, 1),
         "≥ 0.95",
+    );
+    ratio(
+        "auth + rate limit on / off at c=32 (A/B)",
+        (KEYS_ON, 1),
+        (KEYS_OFF, 1),
+        "≥ 0.97",
     );
     ratio(
         "instance reuse / fresh instance per request at c=32",
