@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -98,7 +98,15 @@ impl KeyRing {
     /// The tenant whose live key is `presented`, after catching up with changes to the keys. A
     /// ledger that cannot be read keeps the keys last read (and logs why).
     pub fn find(&self, presented: &str) -> Option<Arc<Tenant>> {
-        if let Err(error) = self.refresh() {
+        // One check at a time: a request that arrives while another request's check is running
+        // is concurrent with it and takes what it finds, instead of parking a worker thread on
+        // the connection.
+        let checked = match self.conn.try_lock() {
+            Ok(conn) => self.refresh_with(&conn),
+            Err(TryLockError::WouldBlock) => Ok(()),
+            Err(TryLockError::Poisoned(conn)) => self.refresh_with(&conn.into_inner()),
+        };
+        if let Err(error) = checked {
             tracing::error!(
                 error = format!("{error:#}"),
                 "could not re-read the API keys: serving with those read last"
@@ -115,8 +123,12 @@ impl KeyRing {
 
     /// Re-reads the keys if their generation moved since the last read.
     fn refresh(&self) -> anyhow::Result<()> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let generation = store::generation(&conn)?;
+        self.refresh_with(&self.conn.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// [`KeyRing::refresh`] on the ring's connection, already locked.
+    fn refresh_with(&self, conn: &Connection) -> anyhow::Result<()> {
+        let generation = store::generation(conn)?;
         if generation
             == self
                 .loaded
@@ -126,7 +138,7 @@ impl KeyRing {
         {
             return Ok(());
         }
-        let records = store::list(&conn)?;
+        let records = store::list(conn)?;
         let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
         let previous: HashMap<&str, &Arc<Tenant>> =
             loaded.by_digest.values().map(|t| (t.name(), t)).collect();
@@ -141,7 +153,7 @@ impl KeyRing {
                     let spent = match spend.get(&record.name) {
                         Some(known) => known.clone(),
                         None => {
-                            let billed = store::spent_since(&conn, &record.name, month)?;
+                            let billed = store::spent_since(conn, &record.name, month)?;
                             let known = Arc::new(Spend::new(month, billed));
                             spend.insert(record.name.clone(), known.clone());
                             known
