@@ -109,13 +109,15 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start(target: &str, dir: &Path) -> Prometheus {
+    /// Scrapes `target` with `token` as its bearer credentials (the host's admin token).
+    fn start(target: &str, token: &str, dir: &Path) -> Prometheus {
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ember\n    \
-                 metrics_path: /-/metrics\n    static_configs:\n      - targets: ['{target}']\n"
+                 metrics_path: /-/metrics\n    authorization:\n      credentials: '{token}'\n    \
+                 static_configs:\n      - targets: ['{target}']\n"
             ),
         )
         .unwrap();
@@ -190,10 +192,14 @@ fn dashboard_queries() -> Vec<(String, String)> {
 
 #[test]
 fn a_real_prometheus_scrapes_the_same_numbers_and_runs_the_dashboard() {
-    let server = Server::start(&[]);
+    // With an admin token the metrics need it: Prometheus sends it as bearer credentials.
+    let token = "scrape-token";
+    let server = Server::start(&["--admin-token", token]);
+    assert_eq!(server.get("/-/metrics").0, 401, "no token, no metrics");
     let (successes, failures) = send_traffic(&server);
     let prometheus = Prometheus::start(
         server.base.trim_start_matches("http://"),
+        token,
         &scratch_dir("prometheus"),
     );
     let deadline = Instant::now() + SCRAPE_DEADLINE;
