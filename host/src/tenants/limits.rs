@@ -2,7 +2,7 @@
 //! budget in the price table's currency, read from the ledger and counted on from there.
 
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{Datelike as _, TimeZone as _, Utc};
@@ -124,8 +124,14 @@ pub struct Spend {
 
 #[derive(Debug)]
 struct MonthSpend {
-    start_us: i64,
+    /// Where the month ends (the next one starts), µs since the epoch.
+    end_us: i64,
     spent: f64,
+}
+
+/// The start of the month after the one starting at `start_us`: 32 days on is always in it.
+fn next_month_us(start_us: i64) -> i64 {
+    month_start_us(start_us + 32 * 86_400 * 1_000_000)
 }
 
 /// The start of the calendar month (UTC) that `now_us` falls in, µs since the epoch.
@@ -140,27 +146,33 @@ impl Spend {
     /// A month that starts at `start_us` with `spent` already billed.
     pub fn new(start_us: i64, spent: f64) -> Self {
         Self {
-            month: Mutex::new(MonthSpend { start_us, spent }),
+            month: Mutex::new(MonthSpend {
+                end_us: next_month_us(start_us),
+                spent,
+            }),
         }
     }
 
-    /// What has been spent in the month of `now_us` (a new month starts at zero).
-    pub fn current(&self, now_us: i64) -> f64 {
+    /// The month `now_us` falls in (a new month starts at zero), locked.
+    fn month(&self, now_us: i64) -> MutexGuard<'_, MonthSpend> {
         let mut month = self.month.lock().unwrap_or_else(|p| p.into_inner());
-        let start = month_start_us(now_us);
-        if start > month.start_us {
+        if now_us >= month.end_us {
             *month = MonthSpend {
-                start_us: start,
+                end_us: next_month_us(month_start_us(now_us)),
                 spent: 0.0,
             };
         }
-        month.spent
+        month
+    }
+
+    /// What has been spent in the month of `now_us`.
+    pub fn current(&self, now_us: i64) -> f64 {
+        self.month(now_us).spent
     }
 
     /// Adds an invocation's cost, billed at `at_us`.
     pub fn charge(&self, at_us: i64, cost: f64) {
-        self.current(at_us);
-        self.month.lock().unwrap_or_else(|p| p.into_inner()).spent += cost;
+        self.month(at_us).spent += cost;
     }
 }
 
