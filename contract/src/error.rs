@@ -65,6 +65,15 @@ pub enum Code {
     BinaryDataMismatch,
     /// A request parameter names a protocol extension Ember does not offer.
     UnsupportedParameter,
+    // Outcomes (feedback on past invocations: 404, 409, 422).
+    /// No invocation has this id.
+    UnknownInvocation,
+    /// The invocation made no decision (it failed, or its route predicts nothing).
+    NoDecision,
+    /// A label that is not one of the model's.
+    UnknownLabel,
+    /// The invocation's outcome was recorded already; it is never overwritten.
+    DuplicateOutcome,
     // Routing (404, 405, 413, 415).
     /// No such route.
     NoRoute,
@@ -124,8 +133,9 @@ impl Code {
             | WrongType | NotFinite | NotAnInteger | OutOfRange | BadBase64 | NotAnImage
             | ImageTooLarge | DuplicateInput | MissingInput | UnknownInput | UnknownOutput
             | BatchMismatch | BatchTooLarge | WrongDatatype | WrongDataLength | WrongShape
-            | BinaryDataMismatch | UnsupportedParameter => 422,
-            NoRoute | NotFound | UnknownModel | UnknownVersion => 404,
+            | BinaryDataMismatch | UnsupportedParameter | NoDecision | UnknownLabel => 422,
+            NoRoute | NotFound | UnknownModel | UnknownVersion | UnknownInvocation => 404,
+            DuplicateOutcome => 409,
             MethodNotAllowed => 405,
             BodyTooLarge => 413,
             UnsupportedMediaType => 415,
@@ -178,6 +188,10 @@ impl Code {
             WrongShape => "wrong_shape",
             BinaryDataMismatch => "binary_data_mismatch",
             UnsupportedParameter => "unsupported_parameter",
+            UnknownInvocation => "unknown_invocation",
+            NoDecision => "no_decision",
+            UnknownLabel => "unknown_label",
+            DuplicateOutcome => "duplicate_outcome",
             NoRoute => "no_route",
             NotFound => "not_found",
             UnknownModel => "unknown_model",

@@ -1,14 +1,14 @@
 //! `models/<name>/routing.json`: which version answers a request that names none, and what the
 //! aliases (`stable`, `canary`, …) point to. Written atomically by `ember models promote |
-//! rollback | split`; read by the function on every request, so a change applies to the next
-//! request without a restart.
+//! rollback | split | rollout | alerts`; read by the function on every request, so a change applies
+//! to the next request without a restart. Its alert thresholds are read by the host only.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 /// A model's routing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Routing {
     /// Alias → version, e.g. `stable` → `1`.
     #[serde(default)]
@@ -29,6 +29,38 @@ pub struct Routing {
     /// answers, or the function runs past its deadline (the host answers it then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_answer: Option<serde_json::Value>,
+    /// When the host raises an alert about one of the model's versions; [`AlertRules::default`]
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertRules>,
+}
+
+/// Alert thresholds for a model's versions, checked by the host against live data.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertRules {
+    /// Raise when live accuracy falls more than this below the version's held-out accuracy.
+    pub accuracy_drop: f64,
+    /// Labelled predictions needed before accuracy is judged.
+    pub min_labels: u32,
+    /// Raise when an input feature's or the prediction mix's PSI exceeds this.
+    pub psi: f64,
+    /// Raise when more than this share of the version's recent invocations failed (5xx).
+    pub error_rate: f64,
+    /// Invocations needed before the error rate is judged.
+    pub min_requests: u32,
+}
+
+impl Default for AlertRules {
+    fn default() -> Self {
+        Self {
+            accuracy_drop: 0.03,
+            min_labels: 200,
+            psi: 0.25,
+            error_rate: 0.01,
+            min_requests: 100,
+        }
+    }
 }
 
 /// One version's share of a split.
@@ -117,6 +149,7 @@ mod tests {
             shadow: None,
             fallback: None,
             default_answer: None,
+            alerts: None,
         }
     }
 

@@ -7,9 +7,12 @@
 //! - [`metering`]: usage records, prices, the durable ledger, Prometheus metrics, usage reports
 //!   and drift against the training baseline;
 //! - [`tenants`]: API keys, per-key scopes, rate limits and budgets, the concurrency cap;
+//! - [`outcomes`]: ground-truth feedback, live quality per model version, alerts and guarded
+//!   rollouts;
 //! - [`front`]: the HTTP front (host endpoints, the manifest's routes and static sites, the
 //!   function);
 //! - [`manifest`]: `spin.toml` as Ember reads it;
+//! - [`policy`]: changing a model's routing policy;
 //! - [`preinit`]: pre-initializing the embedded function with its models;
 //! - [`in_flight`]: counting what is under way (invocations, ledger commits);
 //! - [`process`]: watching child processes (the bench's peers, the tests' servers).
@@ -28,6 +31,8 @@ pub mod in_flight;
 pub mod manifest;
 pub mod metering;
 pub mod nn;
+pub mod outcomes;
+pub mod policy;
 pub mod preinit;
 pub mod process;
 pub mod runtime;

@@ -189,6 +189,11 @@ def build(version: str, rows: int, class_weight, C: float) -> None:
     with open(os.path.join(out, "holdout.json"), "w") as f:
         json.dump(holdout, f, separators=(",", ":"))
         f.write("\n")
+    # Their true outcomes (the generator's), in the same order: the ground truth that feedback,
+    # live quality and guarded rollouts are tested and demonstrated with.
+    with open(os.path.join(out, "holdout-labels.json"), "w") as f:
+        json.dump([LABELS[int(y)] for y in y_test[:400]], f, separators=(",", ":"))
+        f.write("\n")
     print(f"credit-risk v{version}: AUC {auc:.4f}, accuracy {accuracy:.4f}, {len(cases)} reference cases")
 
 

@@ -1,6 +1,6 @@
 // Drives the operator page (/-/) in Debian's Chromium for tests/e2e/operator.rs: waits for its
 // first render, reads back what it shows (the totals per model version, the charts, the drift
-// panels, the decisions and where their audit links lead) and takes a screenshot.
+// panels, the live quality rows, the decisions and where their audit links lead) and takes a screenshot.
 //
 // Usage: node operator.mjs <job.json>; prints one JSON report on stdout.
 // job: {base, screenshot?, token?}: with a token, the page must first ask for it.
@@ -45,6 +45,8 @@ try {
       drifted: d.dataset.drifted === "true",
       features: d.querySelectorAll(".bar").length,
     })),
+    quality: Object.fromEntries([...document.querySelectorAll("#quality tbody tr")].map((tr) =>
+      [tr.dataset.quality, [...tr.children].map((td) => td.textContent)])),
     audit_links: [...document.querySelectorAll("#decisions a")].map((a) => a.href),
   })));
   if (job.screenshot) await page.screenshot({ path: job.screenshot, fullPage: true });

@@ -89,6 +89,18 @@ fn an_instance_serves_at_most_instance_reuse_requests() {
 }
 
 #[test]
+fn more_callers_than_instances_are_all_served_the_oldest_warm_instance_making_room() {
+    let server = misbehaving_server_with(&["--max-instances", "4"]);
+    // Each caller leaves a warm instance behind; past the pool's size the least recently used
+    // one is dropped, and nobody is refused for want of a slot or a stack.
+    for caller in 0..12 {
+        remember(&server, &format!("caller-{caller}"), "kept");
+    }
+    assert_eq!(recall(&server, "caller-11"), "kept");
+    assert_eq!(recall(&server, "caller-0"), "", "evicted: a fresh instance");
+}
+
+#[test]
 fn an_infinite_loop_gets_504_and_the_host_keeps_serving() {
     let mut server = misbehaving_server();
     let (status, body) = server.get("/loop");

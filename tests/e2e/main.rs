@@ -10,6 +10,7 @@ mod isolation;
 mod lifecycle;
 mod metering;
 mod operator;
+mod outcomes;
 mod prometheus;
 mod reference;
 mod scale_to_zero;

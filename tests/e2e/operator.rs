@@ -16,15 +16,27 @@ fn the_operator_page_shows_what_the_ledger_and_metrics_hold() {
     let ledger = ledger.to_str().unwrap();
     let server = Server::start(&["--ledger", ledger]);
     let mut answered = 0;
+    let mut outcomes = Vec::new();
     for i in 0..15 {
         let applicant =
             json!({"age": 20 + i, "income": 30000 + 2000 * i, "credit_score": 600 + 10 * i});
         let (status, _) = server.post_json("/models/credit-risk/versions/2/predict", &applicant);
         assert_eq!(status, 200);
-        let (status, _) = server.post_json("/predict", &applicant);
-        assert_eq!(status, 200);
+        let reply = server.post_json_full("/predict", &applicant);
+        assert_eq!(reply.status, 200);
         answered += 2;
+        // Every one of them defaulted, as it turned out.
+        outcomes.push(
+            json!({"invocation_id": reply.headers["ember-invocation-id"], "label": "default"}),
+        );
     }
+    assert_eq!(
+        server.post_json("/-/feedback", &Value::from(outcomes)).0,
+        200
+    );
+    let (_, quality) = server.get("/-/api/quality/credit-risk");
+    let live = &quality["versions"][0]["window"];
+    assert_eq!(live["labelled"], 15, "{quality}");
     for bad in [json!({"age": "old"}), json!({"age": 42})] {
         let (status, _) = server.post_json("/predict", &bad);
         assert_eq!(status, 422);
@@ -122,6 +134,12 @@ fn the_operator_page_shows_what_the_ledger_and_metrics_hold() {
     for panel in report["drift"].as_array().unwrap() {
         assert_eq!(panel["features"], 7, "{panel}");
     }
+    // Live quality: the page shows the API's numbers beside the held-out ones.
+    let row = &report["quality"]["credit-risk/1"];
+    assert_eq!(row[1], "15", "{report}");
+    let accuracy = format!("{:.2}%", 100.0 * live["accuracy"].as_f64().unwrap());
+    assert_eq!(row[2], accuracy.as_str(), "{report}");
+    assert_eq!(row[4], "77.02%", "{report}");
     let links = report["audit_links"].as_array().unwrap();
     assert_eq!(links.len(), 20, "{report}");
     let audit = &report["audit"];

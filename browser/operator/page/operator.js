@@ -1,5 +1,6 @@
 // The operator page: renders GET /-/api/overview (routing, the last hour per model version,
-// drift, recent decisions) and refreshes it every 15 s. Charts are uPlot's.
+// drift, live quality, alerts, rollouts, recent decisions) and refreshes it every 15 s. Charts
+// are uPlot's.
 "use strict";
 
 const REFRESH_MS = 15_000;
@@ -93,6 +94,30 @@ function renderDrift(reports, threshold) {
   }));
 }
 
+// Live quality per model version, the open alerts and each model's latest rollout.
+function renderOutcomes(outcomes) {
+  const pct = (x) => el("td", { class: "num" }, x == null ? "—" : `${(100 * x).toFixed(2)}%`);
+  const dec = (x) => el("td", { class: "num" }, x == null ? "—" : x.toFixed(4));
+  fill("quality", (outcomes?.quality ?? []).map((v) => {
+    const q = v.window;
+    const ci = q.accuracy_ci95 ? `${(100 * q.accuracy_ci95[0]).toFixed(1)}–${(100 * q.accuracy_ci95[1]).toFixed(1)}%` : "—";
+    return el("tr", { "data-quality": `${v.model}/${v.version}` },
+      el("td", {}, `${v.model}/${v.version}`), el("td", { class: "num" }, String(q.labelled)),
+      pct(q.accuracy), el("td", { class: "num" }, ci), pct(v.held_out.accuracy),
+      dec(q.auc), dec(v.held_out.roc_auc), dec(q.brier), dec(q.macro_f1));
+  }));
+  const alerts = outcomes?.alerts ?? [];
+  document.getElementById("alerts").replaceChildren(...(alerts.length ? alerts.map((a) =>
+    el("li", { class: "flag", "data-alert": `${a.model}/${a.version}/${a.rule}` },
+      `${a.model}/${a.version}: ${a.rule} since ${new Date(a.raised_at_us / 1000).toLocaleTimeString()} — ${JSON.stringify(a.evidence)}`))
+    : [el("li", { class: "ok" }, "none")]));
+  const rollouts = outcomes?.rollouts ?? [];
+  document.getElementById("rollouts").replaceChildren(...(rollouts.length ? rollouts.map((r) =>
+    el("li", { "data-rollout": r.model },
+      `${r.model}: ${r.candidate} over ${r.baseline}, ${r.state} at ${r.percent}% (steps ${r.steps.join(", ")}; guards ${r.guards})`))
+    : [el("li", {}, "none")]));
+}
+
 function renderDecisions(decisions) {
   fill("decisions", decisions.map((d) => el("tr", {},
     el("td", {}, new Date(d.started_at_us / 1000).toISOString().slice(11, 23)),
@@ -150,6 +175,7 @@ async function refresh() {
     renderModels(overview.models);
     renderTraffic(overview.traffic, overview.currency);
     renderDrift(overview.drift, overview.psi_threshold);
+    renderOutcomes(overview.outcomes);
     renderDecisions(overview.decisions);
     status.textContent = `ledger ${overview.ledger ?? "off (--no-metering)"} · updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.ready = "true";

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod feedback;
 pub mod keys;
 pub mod manifest;
 pub mod models;
@@ -31,10 +32,12 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Summarize the usage ledger: counts, errors, cost, latency percentiles.
     Usage(usage::UsageArgs),
-    /// Model versions: list, promote, rollback, split, shadow, fallback, drift.
+    /// Model versions: list, promote, rollback, split, shadow, fallback, drift, quality, rollout.
     Models(models::ModelsArgs),
     /// Everything recorded about one invocation: usage, input digest, output, model version.
     Audit(audit::AuditArgs),
+    /// Record the true outcomes of past invocations from a CSV or JSON Lines file.
+    Feedback(feedback::FeedbackArgs),
     /// API keys: create, list, revoke, rotate (for `ember up --auth keys`).
     Keys(keys::KeysArgs),
     /// Check a spin.toml and show what Ember serves from it.
@@ -52,6 +55,7 @@ impl Cli {
             Command::Usage(args) => usage::run(args),
             Command::Models(args) => models::run(args),
             Command::Audit(args) => audit::run(args),
+            Command::Feedback(args) => feedback::run(args),
             Command::Preinit(args) => preinit::run(args),
             Command::Manifest(args) => manifest::run(args),
             Command::Keys(args) => keys::run(args),

@@ -1,17 +1,21 @@
-//! `ember models list | promote | rollback | split | shadow | fallback | default-answer`: version routing, written
-//! atomically to `models/<name>/routing.json`. The function reads it on every request, so a change
-//! applies to the next request with no restart and no failed request. `ember models agreement`
-//! and `ember models drift` read the ledger's decisions.
+//! `ember models list | promote | rollback | split | shadow | fallback | default-answer | alerts`:
+//! version routing, written atomically to `models/<name>/routing.json`. The function reads it on
+//! every request, so a change applies to the next request with no restart and no failed request.
+//! `ember models agreement`, `drift` and `quality` read the ledger's decisions and outcomes;
+//! `ember models rollout` asks `ember up` for a guarded rollout (its state is in the ledger).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use ember_function::catalog::{Catalog, DirCatalog};
-use ember_function::routing::{Routing, Weighted};
+use ember_function::catalog::{Catalog, DirCatalog, ModelVersions};
+use ember_function::routing::Weighted;
 
 use crate::metering::drift::{assess, Baseline, DriftReport, MIN_WINDOW};
 use crate::metering::ledger::{self, LedgerArg};
+use crate::metering::meter::Arrival;
 use crate::nn::registry::DEFAULT_MODELS_DIR;
+use crate::outcomes::{self, quality, rollout};
+use crate::policy;
 
 /// Options of `ember models`.
 #[derive(clap::Args, Debug, Clone)]
@@ -27,8 +31,12 @@ pub struct ModelsArgs {
 /// What to do.
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum ModelsCommand {
-    /// Every model with its versions, aliases and split.
-    List,
+    /// Every model with its versions, aliases, split and latest rollout.
+    List {
+        /// The usage ledger (for rollouts; left out when it does not exist).
+        #[command(flatten)]
+        ledger: LedgerArg,
+    },
     /// Make a version `stable` (ends any split; the previous stable is kept for rollback).
     Promote {
         /// Model name.
@@ -100,13 +108,87 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Live quality per version from recorded outcomes: accuracy (95% interval), precision,
+    /// recall and F1 per class, AUC, Brier, per day; beside the held-out metrics.
+    Quality {
+        /// Model name.
+        name: String,
+        /// Only this version.
+        #[arg(long)]
+        version: Option<String>,
+        /// Latest labelled predictions per version to judge.
+        #[arg(long, default_value_t = quality::WINDOW)]
+        window: usize,
+        /// The usage ledger.
+        #[command(flatten)]
+        ledger: LedgerArg,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll a version out step by step, judged by guards on live data, rolling back by itself
+    /// on a failed guard (`ember up` runs it); with no version, the rollout's state and history.
+    Rollout {
+        /// Model name.
+        name: String,
+        /// The version to roll out.
+        version: Option<String>,
+        /// The version's share of traffic at each step, percent, ending at 100.
+        #[arg(long, default_value = "5,25,50,100", value_delimiter = ',')]
+        steps: Vec<u32>,
+        /// How long each step runs before it is judged (e.g. 30s, 10m, 1h).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        every: std::time::Duration,
+        /// Guards, comma-separated: accuracy, auc, brier (against a number or
+        /// `baseline[±d]`), error_rate, agreement (against a number).
+        #[arg(
+            long,
+            default_value = "accuracy>=baseline-0.02,error_rate<0.01,agreement>=0.9"
+        )]
+        guard: String,
+        /// Labelled predictions, invocations or shadow comparisons a guard needs for a verdict
+        /// (until then the step waits).
+        #[arg(long, default_value_t = 100)]
+        min_evidence: usize,
+        /// Stop the rollout under way: the baseline answers everything again.
+        #[arg(long, conflicts_with = "version")]
+        abort: bool,
+        /// The usage ledger.
+        #[command(flatten)]
+        ledger: LedgerArg,
+    },
+    /// Alert thresholds of a model's versions (in its routing policy); with no option, print them.
+    Alerts {
+        /// Model name.
+        name: String,
+        /// Alert when live accuracy falls more than this below the held-out accuracy.
+        #[arg(long)]
+        accuracy_drop: Option<f64>,
+        /// Labelled predictions needed before accuracy is judged.
+        #[arg(long)]
+        min_labels: Option<u32>,
+        /// Alert when a feature's or the prediction mix's PSI exceeds this.
+        #[arg(long)]
+        psi: Option<f64>,
+        /// Alert when more than this share of recent invocations failed.
+        #[arg(long)]
+        error_rate: Option<f64>,
+        /// Invocations needed before the error rate is judged.
+        #[arg(long)]
+        min_requests: Option<u32>,
+    },
 }
 
 /// Runs `ember models`.
 pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
     let catalog = DirCatalog::new(&args.models);
     match args.command {
-        ModelsCommand::List => {
+        ModelsCommand::List { ledger } => {
+            let conn = ledger
+                .path
+                .is_file()
+                .then(|| ledger.open_current())
+                .transpose()?;
             for model in catalog.models() {
                 let routing = catalog.routing(&model.name);
                 let split: Vec<String> = routing
@@ -125,16 +207,31 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                         split.join(" ")
                     }
                 );
+                let latest = match &conn {
+                    Some(conn) => rollout::load(conn, &model.name)?,
+                    None => None,
+                };
+                if let Some(r) = latest {
+                    println!(
+                        "{:<16} rollout of {} from {}: {} at {}% (steps {:?})",
+                        "",
+                        r.candidate,
+                        r.baseline,
+                        serde_json::to_value(r.state)?.as_str().unwrap_or_default(),
+                        r.percent(),
+                        r.steps
+                    );
+                }
             }
         }
         ModelsCommand::Promote { name, version } => {
             require_version(&catalog, &name, &version)?;
-            update(&catalog, &name, |r| r.promote(&version))?;
+            policy::update(&catalog, &name, |r| r.promote(&version))?;
             println!("{name}: stable → {version}");
         }
         ModelsCommand::Rollback { name } => {
             let mut restored = None;
-            update(&catalog, &name, |r| restored = r.rollback())?;
+            policy::update(&catalog, &name, |r| restored = r.rollback())?;
             match restored {
                 Some(version) => println!("{name}: stable → {version} (rolled back)"),
                 None => bail!("{name} has no earlier stable version to roll back to"),
@@ -149,7 +246,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 .then(|| split.iter().min_by_key(|w| w.weight))
                 .flatten()
                 .map(|w| w.version.clone());
-            update(&catalog, &name, |r| {
+            policy::update(&catalog, &name, |r| {
                 r.split = split.clone();
                 match &canary {
                     Some(v) => r.aliases.insert("canary".into(), v.clone()),
@@ -160,12 +257,12 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
         }
         ModelsCommand::Shadow { name, version } => {
             let shadow = optional_version(&catalog, &name, &version)?;
-            update(&catalog, &name, |r| r.shadow = shadow.clone())?;
+            policy::update(&catalog, &name, |r| r.shadow = shadow.clone())?;
             println!("{name}: shadow {version}");
         }
         ModelsCommand::Fallback { name, version } => {
             let fallback = optional_version(&catalog, &name, &version)?;
-            update(&catalog, &name, |r| r.fallback = fallback.clone())?;
+            policy::update(&catalog, &name, |r| r.fallback = fallback.clone())?;
             println!("{name}: fallback {version}");
         }
         ModelsCommand::DefaultAnswer { name, answer } => {
@@ -179,7 +276,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             if answer.as_ref().is_some_and(|a| !a.is_object()) {
                 bail!("the default answer must be a JSON object");
             }
-            update(&catalog, &name, |r| r.default_answer = answer.clone())?;
+            policy::update(&catalog, &name, |r| r.default_answer = answer.clone())?;
             println!(
                 "{name}: default answer {}",
                 answer.map(|a| a.to_string()).unwrap_or("off".into())
@@ -245,8 +342,162 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 print_drift(&report, threshold);
             }
         }
+        ModelsCommand::Quality {
+            name,
+            version,
+            window,
+            ledger,
+            json,
+        } => {
+            let conn = ledger.open_current()?;
+            let report: Vec<_> = outcomes::report(&conn, &catalog, &name, window)?
+                .into_iter()
+                .filter(|v| version.as_ref().is_none_or(|only| *only == v.version))
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                report.iter().for_each(print_quality);
+            }
+        }
+        ModelsCommand::Rollout {
+            name,
+            version,
+            steps,
+            every,
+            guard,
+            min_evidence,
+            abort,
+            ledger,
+        } => {
+            let conn = ledger.open_current()?;
+            let now_us = Arrival::now_us();
+            if abort {
+                let stopped = rollout::abort(&conn, &catalog, &name, now_us)?;
+                println!("{name}: rollout of {} aborted", stopped.candidate);
+            } else if let Some(version) = version {
+                require_version(&catalog, &name, &version)?;
+                let plan = rollout::Plan {
+                    model: name.clone(),
+                    candidate: version.clone(),
+                    steps,
+                    every,
+                    guards: guard,
+                    min_evidence,
+                };
+                rollout::submit(&conn, &catalog, &plan, now_us)?;
+                println!(
+                    "{name}: rollout of {version} submitted (steps {:?}% every {}, guards {}); \
+                     ember up runs it",
+                    plan.steps,
+                    humantime::format_duration(plan.every),
+                    plan.guards
+                );
+            } else {
+                for event in rollout::history(&conn, &name)? {
+                    println!(
+                        "{} {:<12} {} at {:>3}%  {}",
+                        chrono::DateTime::from_timestamp_micros(event.at_us)
+                            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                            .unwrap_or_default(),
+                        event.action,
+                        event.candidate,
+                        event.percent,
+                        verdicts(&event.evidence)
+                    );
+                }
+            }
+        }
+        ModelsCommand::Alerts {
+            name,
+            accuracy_drop,
+            min_labels,
+            psi,
+            error_rate,
+            min_requests,
+        } => {
+            let mut rules = catalog.routing(&name).alerts.unwrap_or_default();
+            let changes = [
+                accuracy_drop.map(|v| rules.accuracy_drop = v),
+                min_labels.map(|v| rules.min_labels = v),
+                psi.map(|v| rules.psi = v),
+                error_rate.map(|v| rules.error_rate = v),
+                min_requests.map(|v| rules.min_requests = v),
+            ];
+            if changes.iter().any(Option::is_some) {
+                require_model(&catalog, &name)?;
+                policy::update(&catalog, &name, |r| r.alerts = Some(rules.clone()))?;
+            }
+            println!("{name}: {}", serde_json::to_string(&rules)?);
+        }
     }
     Ok(())
+}
+
+/// The guards' verdicts of a rollout event's evidence, as `guard=value verdict`.
+fn verdicts(evidence: &serde_json::Value) -> String {
+    let guards = evidence["guards"].as_array().cloned().unwrap_or_default();
+    guards
+        .iter()
+        .map(|g| {
+            format!(
+                "{} ({}: {})",
+                g["guard"].as_str().unwrap_or_default(),
+                g["value"]
+                    .as_f64()
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or("-".into()),
+                g["verdict"].as_str().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_quality(v: &outcomes::VersionQuality) {
+    let pct = |x: Option<f64>| {
+        x.map(|x| format!("{:.2}%", 100.0 * x))
+            .unwrap_or("-".into())
+    };
+    let num = |x: Option<f64>| x.map(|x| format!("{x:.4}")).unwrap_or("-".into());
+    let q = &v.window;
+    println!(
+        "{} v{}: {} labelled predictions, accuracy {} (95% {}), held-out {}; AUC {} (held-out {}), Brier {}, macro F1 {}",
+        v.model,
+        v.version,
+        q.labelled,
+        pct(q.accuracy),
+        q.accuracy_ci95
+            .map(|[l, h]| format!("{:.2}–{:.2}%", 100.0 * l, 100.0 * h))
+            .unwrap_or("-".into()),
+        pct(v.held_out.accuracy),
+        num(q.auc),
+        num(v.held_out.roc_auc),
+        num(q.brier),
+        num(q.macro_f1),
+    );
+    println!(
+        "  {:<12} {:>8} {:>10} {:>8} {:>8}",
+        "class", "support", "precision", "recall", "F1"
+    );
+    for c in &q.classes {
+        println!(
+            "  {:<12} {:>8} {:>10} {:>8} {:>8}",
+            c.label,
+            c.support,
+            pct(c.precision),
+            pct(c.recall),
+            num(c.f1)
+        );
+    }
+    for day in &v.days {
+        println!(
+            "  {}: {} labelled, accuracy {}",
+            day.day,
+            day.quality.labelled,
+            pct(day.quality.accuracy)
+        );
+    }
 }
 
 fn print_drift(report: &DriftReport, threshold: f64) {
@@ -281,12 +532,16 @@ fn optional_version(
     Ok(Some(version.to_string()))
 }
 
-fn require_version(catalog: &DirCatalog, name: &str, version: &str) -> anyhow::Result<()> {
-    let known = catalog
+fn require_model(catalog: &DirCatalog, name: &str) -> anyhow::Result<ModelVersions> {
+    catalog
         .models()
         .into_iter()
         .find(|m| m.name == name)
-        .with_context(|| format!("no model named {name}"))?;
+        .with_context(|| format!("no model named {name}"))
+}
+
+fn require_version(catalog: &DirCatalog, name: &str, version: &str) -> anyhow::Result<()> {
+    let known = require_model(catalog, name)?;
     if !known.versions.iter().any(|v| v == version) {
         bail!(
             "{name} has no version {version} (has {})",
@@ -311,17 +566,4 @@ fn parse_weight(catalog: &DirCatalog, name: &str, pair: &str) -> anyhow::Result<
             .parse()
             .with_context(|| format!("weight in '{pair}'"))?,
     })
-}
-
-/// Reads, changes and atomically replaces a model's routing file.
-fn update(
-    catalog: &DirCatalog,
-    name: &str,
-    change: impl FnOnce(&mut Routing),
-) -> anyhow::Result<()> {
-    let path = catalog.routing_path(name);
-    let mut routing = catalog.routing(name);
-    change(&mut routing);
-    // Every request sees the old routing or the new one, never a mix.
-    crate::atomic_file::replace(&path, &serde_json::to_vec(&routing)?)
 }

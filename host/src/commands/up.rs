@@ -21,6 +21,7 @@ use crate::metering::meter::MeteringArgs;
 use crate::nn::registry::{GraphStore, DEFAULT_MODELS_DIR};
 use crate::nn::tract::TractBackend;
 use crate::nn::NnArgs;
+use crate::outcomes::{Outcomes, OutcomesArgs};
 use crate::preinit;
 use crate::runtime::{Runtime, RuntimeArgs, RuntimeConfig};
 use crate::tenants::{AuthMode, TenantArgs};
@@ -75,6 +76,9 @@ pub struct UpArgs {
     /// HTTPS.
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// Alerts and rollouts.
+    #[command(flatten)]
+    pub outcomes: OutcomesArgs,
 }
 
 /// Starts the server and runs until interrupted.
@@ -109,9 +113,21 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         fuel: args.metering.enabled(),
     };
     let runtime = Runtime::new(config, graphs.clone())?;
-    let meter = args
+    let mut meter = args
         .metering
         .meter(&function.name(), graphs.catalog().root())?;
+    let outcomes = args
+        .metering
+        .enabled()
+        .then(|| {
+            args.outcomes.outcomes(
+                &args.metering.ledger.path,
+                graphs.catalog().clone(),
+                &mut meter.metrics,
+            )
+        })
+        .transpose()?
+        .map(Arc::new);
     // After the meter: it creates and migrates the ledger the keys live in.
     let gate = args.tenants.gate(
         &args.metering.ledger.path,
@@ -127,6 +143,7 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         sites: function.sites.clone(),
         operator_page: operator::page_site(&args.operator_page),
         gate,
+        outcomes: outcomes.clone(),
         idle: IdleClock::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -153,6 +170,7 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         _ = reload_tls(tls.as_deref()) => Ok(()),
         _ = args.nn.unload_idle_graphs(&graphs) => Ok(()),
         _ = front.runtime.expire_idle_instances(args.nn.idle()) => Ok(()),
+        _ = watch_outcomes(outcomes, &front) => Ok(()),
         _ = idle_exit(&front, args.idle_exit) => {
             tracing::info!("idle: exiting (scale to zero)");
             Ok(())
@@ -169,6 +187,17 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
 
 /// Reloads the certificate on SIGHUP when serving HTTPS; without TLS, never resolves (and a
 /// SIGHUP keeps its default meaning).
+/// Checks alerts and rollouts with the front's live drift windows; forever without a ledger.
+async fn watch_outcomes(outcomes: Option<Arc<Outcomes>>, front: &Arc<Front>) {
+    let Some(outcomes) = outcomes else {
+        return std::future::pending().await;
+    };
+    let front = front.clone();
+    outcomes
+        .watch(Arc::new(move || front.meter.drift.reports()))
+        .await
+}
+
 async fn reload_tls(tls: Option<&crate::front::tls::Tls>) {
     match tls {
         Some(tls) => tls.reload_on_hangup().await,

@@ -15,7 +15,7 @@ use ember_contract::{ApiError, Code, ModelVersion, Route};
 use ember_function::app::reply::declared_answer;
 use ember_function::catalog::Catalog as _;
 use ember_function::routing::Pick;
-use http_body_util::{Either, Full};
+use http_body_util::{BodyExt as _, Either, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -28,7 +28,9 @@ use self::static_files::StaticSite;
 use self::tls::Tls;
 use crate::grpc::{self, InferenceService};
 use crate::metering::exposition::Format;
+use crate::metering::ledger::Ledger;
 use crate::metering::meter::{Arrival, Meter};
+use crate::outcomes::{feedback, Outcomes};
 use crate::runtime::{error_response, json_response, Invocation, Runtime};
 use crate::tenants::gate::Gate;
 
@@ -57,6 +59,8 @@ pub struct Front {
     pub operator_page: StaticSite,
     /// Who may call the function and how much runs at once; guards the host's data too.
     pub gate: Gate,
+    /// Feedback, quality, alerts and rollouts; `None` without a ledger (`--no-metering`).
+    pub outcomes: Option<Arc<Outcomes>>,
     /// When requests last arrived, for idle exit.
     pub idle: IdleClock,
 }
@@ -96,7 +100,7 @@ impl Front {
         self.idle.touch();
         let path = request.uri().path().to_string();
         let response = if let Some(endpoint) = path.strip_prefix(HOST_PREFIX) {
-            self.host_endpoint(endpoint, &request).await
+            self.host_endpoint(endpoint, request).await
         } else {
             match self.router.route(&path) {
                 Some(Target::Function) => self.invoke(request, &path).await,
@@ -113,12 +117,11 @@ impl Front {
     async fn host_endpoint(
         &self,
         endpoint: &str,
-        request: &hyper::Request<Incoming>,
+        request: hyper::Request<Incoming>,
     ) -> hyper::Response<Bytes> {
         let graphs = self.runtime.graphs();
-        let data =
-            endpoint == "metrics" || endpoint.starts_with("api/") || endpoint.starts_with("audit/");
-        if data {
+        let endpoint = HostEndpoint::parse(endpoint);
+        if endpoint.holds_data() {
             if let Err(refused) = self.gate.admit_admin(request.headers()) {
                 return refused.response();
             }
@@ -127,17 +130,28 @@ impl Front {
             Ok(body) => json_response(200, body),
             Err(error) => error_response(&error),
         };
-        if let Some(id) = endpoint.strip_prefix("audit/") {
-            // SQLite reads: off the runtime's async path for their duration.
-            return reply(tokio::task::block_in_place(|| {
-                operator::audit(&self.meter, id)
-            }));
-        }
+        // SQLite reads and writes run off the runtime's async path for their duration.
         match endpoint {
-            "api/overview" => reply(tokio::task::block_in_place(|| {
-                operator::overview(&self.meter, graphs.catalog())
+            HostEndpoint::Audit(id) => reply(tokio::task::block_in_place(|| {
+                operator::audit(&self.meter, id)
             })),
-            "metrics" => {
+            HostEndpoint::Overview => reply(tokio::task::block_in_place(|| {
+                operator::overview(&self.meter, graphs.catalog(), self.outcomes.as_deref())
+            })),
+            HostEndpoint::Quality(model) => {
+                reply(tokio::task::block_in_place(|| self.quality(model)))
+            }
+            HostEndpoint::Feedback => {
+                let mut response = reply(self.feedback(request).await);
+                if response.status() == hyper::StatusCode::METHOD_NOT_ALLOWED {
+                    response.headers_mut().insert(
+                        hyper::header::ALLOW,
+                        hyper::header::HeaderValue::from_static("POST"),
+                    );
+                }
+                response
+            }
+            HostEndpoint::Metrics => {
                 let accept = request.headers().get(hyper::header::ACCEPT);
                 let format = Format::negotiate(accept.and_then(|a| a.to_str().ok()));
                 hyper::Response::builder()
@@ -149,7 +163,7 @@ impl Front {
                     )))
                     .expect("static response parts are valid")
             }
-            "health" => json_response(
+            HostEndpoint::Health => json_response(
                 200,
                 serde_json::json!({
                     "status": "ok",
@@ -160,12 +174,105 @@ impl Front {
                 }),
             ),
             // The operator page and its assets; anything else under `/-/` is its 404.
-            _ => {
+            HostEndpoint::Page => {
                 self.operator_page
                     .serve(request.method(), request.uri().path())
                     .await
             }
         }
+    }
+
+    /// The outcomes unit and the ledger it reads, or why there are none.
+    fn outcomes(&self) -> Result<(&Outcomes, &Ledger), ApiError> {
+        match (self.outcomes.as_deref(), self.meter.ledger.as_ref()) {
+            (Some(outcomes), Some(ledger)) => Ok((outcomes, ledger)),
+            _ => Err(ApiError::new(
+                Code::MeteringUnavailable,
+                "outcomes need the usage ledger: serve without --no-metering",
+            )),
+        }
+    }
+
+    /// `GET /-/api/quality/{model}`.
+    fn quality(&self, model: &str) -> Result<serde_json::Value, ApiError> {
+        if !self
+            .runtime
+            .graphs()
+            .catalog()
+            .models()
+            .iter()
+            .any(|m| m.name == model)
+        {
+            return Err(ApiError::invalid(
+                Code::UnknownModel,
+                "model",
+                format!("no model named '{model}'"),
+            ));
+        }
+        let report = self.outcomes()?.0.quality(model).map_err(|error| {
+            tracing::error!(error = format!("{error:#}"), "reading quality failed");
+            ApiError::new(
+                Code::MeteringUnavailable,
+                "the ledger could not be read; retry",
+            )
+        })?;
+        Ok(serde_json::json!({ "model": model, "versions": report }))
+    }
+
+    /// `POST /-/feedback`: one outcome, or an array of them, recorded whole or not at all.
+    async fn feedback(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> Result<serde_json::Value, ApiError> {
+        if request.method() != hyper::Method::POST {
+            return Err(ApiError::new(
+                Code::MethodNotAllowed,
+                "POST the feedback to /-/feedback",
+            ));
+        }
+        let json = request
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|t| t.to_str().ok())
+            .is_none_or(|t| {
+                t.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !json {
+            return Err(ApiError::new(
+                Code::UnsupportedMediaType,
+                "feedback is JSON: send content-type application/json",
+            ));
+        }
+        let (outcomes, ledger) = self.outcomes()?;
+        let body = Limited::new(request.into_body(), FEEDBACK_BODY_LIMIT)
+            .collect()
+            .await
+            .map_err(|error| {
+                if error.downcast_ref::<LengthLimitError>().is_some() {
+                    ApiError::new(
+                        Code::BodyTooLarge,
+                        format!("feedback bodies are limited to {FEEDBACK_BODY_LIMIT} bytes"),
+                    )
+                } else {
+                    ApiError::new(Code::UnreadableBody, "the feedback body could not be read")
+                }
+            })?
+            .to_bytes();
+        let items = feedback::from_json(&body)?;
+        tokio::task::block_in_place(|| {
+            // The decisions of replies sent a moment ago may still be on their way into SQLite.
+            ledger.flush().map_err(|error| {
+                tracing::error!(error = format!("{error:#}"), "flushing the ledger failed");
+                ApiError::new(
+                    Code::MeteringUnavailable,
+                    "the ledger is unavailable; retry",
+                )
+            })?;
+            let recorded = outcomes.record(&items)?;
+            Ok(serde_json::json!({ "recorded": recorded }))
+        })
     }
 
     /// Runs the function on a request the host made for a client (a gRPC call's REST twin), as
@@ -265,6 +372,50 @@ impl Front {
         stats.bytes_out = invocation.response.body().len() as u64;
         stats.model = Some(ModelVersion::new(model, version));
         stats.telemetry = Some(telemetry);
+    }
+}
+
+/// The largest feedback body `POST /-/feedback` reads.
+const FEEDBACK_BODY_LIMIT: usize = 8 << 20;
+
+/// The host's own endpoints under `/-/`.
+enum HostEndpoint<'a> {
+    /// `health`: liveness, open to all.
+    Health,
+    /// `metrics`: Prometheus.
+    Metrics,
+    /// `api/overview`: the operator page's data.
+    Overview,
+    /// `api/quality/{model}`: live quality per version.
+    Quality(&'a str),
+    /// `audit/{id}`: one invocation's record.
+    Audit(&'a str),
+    /// `feedback`: outcomes of past invocations.
+    Feedback,
+    /// Anything else: the operator page and its assets.
+    Page,
+}
+
+impl<'a> HostEndpoint<'a> {
+    fn parse(endpoint: &'a str) -> Self {
+        if let Some(id) = endpoint.strip_prefix("audit/") {
+            return HostEndpoint::Audit(id);
+        }
+        if let Some(model) = endpoint.strip_prefix("api/quality/") {
+            return HostEndpoint::Quality(model);
+        }
+        match endpoint {
+            "health" => HostEndpoint::Health,
+            "metrics" => HostEndpoint::Metrics,
+            "api/overview" => HostEndpoint::Overview,
+            "feedback" => HostEndpoint::Feedback,
+            _ => HostEndpoint::Page,
+        }
+    }
+
+    /// Whether it reads or writes the host's data (and so needs the admin token when one is set).
+    fn holds_data(&self) -> bool {
+        !matches!(self, HostEndpoint::Health | HostEndpoint::Page)
     }
 }
 

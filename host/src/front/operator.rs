@@ -2,7 +2,7 @@
 //! usage`, `ember models` and `/-/metrics`. The page itself (`browser/operator`, `--operator-page`)
 //! is a static site; its data comes from `GET /-/api/overview` (the models' routing, the last
 //! hour of the ledger per model version as totals and per-minute series, live drift, recent
-//! decisions) and `GET /-/audit/{id}` (one invocation's audit record).
+//! decisions, live quality, open alerts and rollouts) and `GET /-/audit/{id}` (one invocation's audit record).
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,7 @@ use crate::metering::ledger;
 use crate::metering::meter::{Arrival, Meter};
 use crate::metering::usage::{summarize, GroupBy, Summary};
 use crate::metering::UsageRecord;
+use crate::outcomes::Outcomes;
 
 /// How far back the overview looks.
 pub const WINDOW_US: i64 = 3_600 * 1_000_000;
@@ -53,7 +54,11 @@ struct VersionTraffic {
 }
 
 /// `GET /-/api/overview`.
-pub fn overview(meter: &Meter, catalog: &impl Catalog) -> Result<Value, ApiError> {
+pub fn overview(
+    meter: &Meter,
+    catalog: &impl Catalog,
+    outcomes: Option<&Outcomes>,
+) -> Result<Value, ApiError> {
     let now_us = Arrival::now_us();
     let records = match &meter.ledger {
         Some(writer) => {
@@ -102,7 +107,21 @@ pub fn overview(meter: &Meter, catalog: &impl Catalog) -> Result<Value, ApiError
             })
         })
         .collect();
+    let outcomes = match outcomes {
+        Some(outcomes) => outcomes.overview().map_err(|error| {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "reading outcomes for the operator page"
+            );
+            ApiError::new(
+                Code::MeteringUnavailable,
+                "the usage ledger could not be read",
+            )
+        })?,
+        None => Value::Null,
+    };
     Ok(json!({
+        "outcomes": outcomes,
         "now_us": now_us,
         "window_us": WINDOW_US,
         "ledger": meter.ledger_path(),

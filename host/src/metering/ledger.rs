@@ -106,6 +106,47 @@ CREATE TRIGGER api_keys_updated AFTER UPDATE ON api_keys
 CREATE TRIGGER api_keys_deleted AFTER DELETE ON api_keys
     BEGIN UPDATE api_keys_generation SET generation = generation + 1; END;
 "#,
+    // Outcomes: the true label of past decisions, guarded rollouts and their history, alerts.
+    r#"
+CREATE TABLE outcomes (
+    invocation_id  TEXT PRIMARY KEY REFERENCES decisions (invocation_id),
+    label          INTEGER NOT NULL,
+    recorded_at_us INTEGER NOT NULL
+);
+CREATE INDEX decisions_by_time ON decisions (model, started_at_us);
+CREATE TABLE rollouts (
+    model              TEXT PRIMARY KEY,
+    candidate          TEXT NOT NULL,
+    baseline           TEXT NOT NULL,
+    steps              TEXT NOT NULL,
+    every_ms           INTEGER NOT NULL,
+    guards             TEXT NOT NULL,
+    min_evidence       INTEGER NOT NULL,
+    step               INTEGER NOT NULL,
+    step_started_at_us INTEGER NOT NULL,
+    state              TEXT NOT NULL,
+    shadowing          INTEGER NOT NULL,
+    updated_at_us      INTEGER NOT NULL
+);
+CREATE TABLE rollout_events (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    model     TEXT NOT NULL,
+    candidate TEXT NOT NULL,
+    at_us     INTEGER NOT NULL,
+    percent   INTEGER NOT NULL,
+    action    TEXT NOT NULL,
+    evidence  TEXT NOT NULL
+);
+CREATE TABLE alerts (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    model         TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    rule          TEXT NOT NULL,
+    raised_at_us  INTEGER NOT NULL,
+    cleared_at_us INTEGER,
+    evidence      TEXT NOT NULL
+);
+"#,
 ];
 
 /// The writer side of the ledger: the journal segment replies append to, and the ingest thread
@@ -119,7 +160,18 @@ pub struct Ledger {
 /// The segment being appended to and the way to its ingest thread; both are taken on shutdown.
 struct Appender {
     segment: Option<Segment>,
-    to_ingest: Option<mpsc::Sender<Appended>>,
+    to_ingest: Option<mpsc::Sender<ToIngest>>,
+}
+
+/// What the ingest thread receives, in journal order.
+// Records are nearly all the traffic: boxing them for the rare flush would cost every reply an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+enum ToIngest {
+    /// A record that is in the journal, on its way to the database.
+    Record(Appended),
+    /// A request to be told once every record sent before it is committed.
+    Flush(mpsc::SyncSender<()>),
 }
 
 /// A record that is in the journal, on its way to the database.
@@ -127,6 +179,9 @@ struct Appended {
     segment: u64,
     record: UsageRecord,
 }
+
+/// How long [`Ledger::flush`] waits for the ingest thread.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where `ember up` writes the ledger and the commands that read it look for it.
 pub const DEFAULT_LEDGER: &str = ".ember/usage.db";
@@ -265,11 +320,26 @@ impl Ledger {
             .context("writing the ledger's journal")?;
         // Sent under the lock, so the ingest thread receives records in journal order.
         to_ingest
-            .send(Appended {
+            .send(ToIngest::Record(Appended {
                 segment: segment.seq,
                 record,
-            })
+            }))
             .map_err(|_| anyhow::anyhow!("the ledger's ingest thread stopped"))
+    }
+
+    /// Waits until every record committed to the journal before this call is in SQLite, so a
+    /// reader of the database (feedback joining a decision) sees it.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        let (done, committed) = mpsc::sync_channel(1);
+        lock(&self.appender)
+            .to_ingest
+            .as_ref()
+            .context("ledger closed")?
+            .send(ToIngest::Flush(done))
+            .map_err(|_| anyhow::anyhow!("the ledger's ingest thread stopped"))?;
+        committed
+            .recv_timeout(FLUSH_TIMEOUT)
+            .context("the ledger's ingest thread did not commit in time")
     }
 }
 
@@ -293,25 +363,34 @@ fn lock(appender: &Mutex<Appender>) -> MutexGuard<'_, Appender> {
 /// shutdown it is given up after a few tries, and the journal keeps the records for the next start.
 fn ingest(
     mut conn: Connection,
-    receiver: mpsc::Receiver<Appended>,
+    receiver: mpsc::Receiver<ToIngest>,
     appender: &Mutex<Appender>,
     dir: &Path,
 ) {
     let mut retired: Vec<Segment> = Vec::new();
     let mut batch: Vec<Appended> = Vec::new();
+    // Flushes waiting for the batch: every record sent before them is in it.
+    let mut flushes: Vec<mpsc::SyncSender<()>> = Vec::new();
     let mut open = true;
     let mut failures = 0;
     while open || !batch.is_empty() {
         if batch.is_empty() {
             match receiver.recv() {
-                Ok(first) => batch.push(first),
+                Ok(ToIngest::Record(first)) => batch.push(first),
+                // Nothing is pending: everything sent before it is committed.
+                Ok(ToIngest::Flush(done)) => {
+                    let _ = done.send(());
+                    continue;
+                }
                 Err(_) => break,
             }
         }
         let deadline = Instant::now() + LINGER;
-        while open && batch.len() < MAX_BATCH {
+        // A flush ends the linger: someone is waiting for this batch.
+        while open && batch.len() < MAX_BATCH && flushes.is_empty() {
             match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(next) => batch.push(next),
+                Ok(ToIngest::Record(next)) => batch.push(next),
+                Ok(ToIngest::Flush(done)) => flushes.push(done),
                 Err(mpsc::RecvTimeoutError::Timeout) => break,
                 Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
@@ -328,6 +407,9 @@ fn ingest(
         failures = 0;
         let newest = batch.last().map_or(0, |a| a.segment);
         batch.clear();
+        flushes.drain(..).for_each(|done| {
+            let _ = done.send(());
+        });
         let (done, kept) = retired.into_iter().partition(|s| s.seq < newest);
         retired = kept;
         done.into_iter().for_each(Segment::remove);
@@ -573,6 +655,20 @@ mod tests {
             std::fs::read_dir(journal::dir_of(&path)).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn a_flush_returns_once_every_earlier_record_is_in_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let ledger = Ledger::open(&path).unwrap();
+        ledger.flush().unwrap();
+        let records: Vec<_> = (0..50).map(|i| record(i, true)).collect();
+        for r in &records {
+            ledger.commit(r.clone()).unwrap();
+        }
+        ledger.flush().unwrap();
+        assert_eq!(stored(&path), records);
     }
 
     #[test]

@@ -251,6 +251,16 @@ impl Metrics {
         }
     }
 
+    /// Registers another unit's metric in the same exposition (before serving starts).
+    pub fn register(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry.register(name, help, metric);
+    }
+
     /// Counts a request the host refused before running the function, for the key it presented
     /// (`None`: no live key).
     pub fn refused(&self, key: Option<&str>, code: Code) {

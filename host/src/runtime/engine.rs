@@ -23,8 +23,9 @@ pub fn build(limits: &RuntimeArgs, fuel: bool) -> wasmtime::Result<Engine> {
         .total_core_instances(n * 8)
         .total_memories(n * 2)
         .total_tables(n * 4)
-        // Only running instances need a stack: warm ones waiting for a caller have none.
-        .total_stacks(limits.max_instances)
+        // A store keeps the async stack of its last call for the next one, so warm instances
+        // waiting for their callers hold one each, as running ones do.
+        .total_stacks(n)
         // The ResourceLimiter enforces `memory_limit` (and reports it); the pool allows headroom
         // so the limiter, not the pool, is what refuses growth.
         .max_memory_size(limits.memory_limit().saturating_mul(2))
