@@ -209,9 +209,10 @@ pub fn open_current(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
-/// Deletes the ledger at `path`: the database, SQLite's files beside it and the journal.
+/// Deletes the ledger at `path`: the database, SQLite's files and the key stamp beside it, and
+/// the journal.
 pub fn remove(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", "-keys"] {
         let mut file = path.as_os_str().to_owned();
         file.push(suffix);
         let _ = std::fs::remove_file(file);

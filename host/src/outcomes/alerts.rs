@@ -5,7 +5,7 @@
 //! command that gets the evidence as JSON on stdin: the retraining trigger) — and cleared when
 //! it stops holding.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use ember_function::routing::AlertRules;
@@ -120,6 +120,94 @@ pub fn judge(rules: &AlertRules, signals: Signals<'_>) -> Vec<(Rule, bool, Value
         }),
     ));
     verdicts
+}
+
+/// Width of the buckets [`RecentErrors`] counts in.
+const BUCKET_US: i64 = 10_000_000;
+
+/// Invocations and failures per model version over the last [`ERROR_WINDOW`], kept up to date
+/// by reading only the ledger rows added since the last check (so a busy host's check costs what
+/// arrived since, not the whole window).
+#[derive(Debug, Default)]
+pub struct RecentErrors {
+    /// The last invocation row read.
+    cursor: Option<i64>,
+    /// Per model version: (bucket start µs, invocations, failed), oldest first.
+    buckets: HashMap<(String, String), VecDeque<(i64, u64, u64)>>,
+}
+
+impl RecentErrors {
+    /// Reads the invocations added since the last call (on the first, those of the window) and
+    /// forgets the buckets that left the window.
+    pub fn catch_up(&mut self, conn: &Connection, now_us: i64) -> rusqlite::Result<()> {
+        let since_us = now_us - ERROR_WINDOW.as_micros() as i64;
+        let cursor = match self.cursor {
+            Some(cursor) => cursor,
+            None => conn.query_row(
+                "SELECT COALESCE(MIN(rowid), 1 + (SELECT COALESCE(MAX(rowid), 0) FROM invocations)) - 1
+                 FROM invocations WHERE started_at_us >= ?1",
+                [since_us],
+                |r| r.get(0),
+            )?,
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT i.rowid, i.started_at_us, i.model, i.model_version, i.status >= 500,
+                    d.fallback_from
+             FROM invocations i LEFT JOIN decisions d ON d.invocation_id = i.id
+             WHERE i.rowid > ?1 ORDER BY i.rowid",
+        )?;
+        let mut rows = stmt.query([cursor])?;
+        self.cursor = Some(cursor);
+        while let Some(row) = rows.next()? {
+            self.cursor = Some(row.get(0)?);
+            let at_us: i64 = row.get(1)?;
+            let (Some(model), Some(version)) = (
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, Option<String>>(3)?,
+            ) else {
+                continue;
+            };
+            let failed: bool = row.get(4)?;
+            // A fallback answered by another version is a failure of the version it replaced.
+            let blamed = row
+                .get::<_, Option<String>>(5)?
+                .filter(|from| *from != version);
+            let (version, failed) = match blamed {
+                Some(from) => (from, true),
+                None => (version, failed),
+            };
+            let buckets = self.buckets.entry((model, version)).or_default();
+            let start = at_us - at_us.rem_euclid(BUCKET_US);
+            match buckets.back_mut() {
+                Some((at, total, fails)) if *at == start => {
+                    *total += 1;
+                    *fails += u64::from(failed);
+                }
+                _ => buckets.push_back((start, 1, u64::from(failed))),
+            }
+        }
+        for buckets in self.buckets.values_mut() {
+            while buckets
+                .front()
+                .is_some_and(|(at, _, _)| *at + BUCKET_US <= since_us)
+            {
+                buckets.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// `model` `version`'s invocations and failures in the window.
+    pub fn rate(&self, model: &str, version: &str) -> Rate {
+        self.buckets
+            .get(&(model.to_string(), version.to_string()))
+            .into_iter()
+            .flatten()
+            .fold(Rate::default(), |rate, (_, total, failed)| Rate {
+                total: rate.total + total,
+                hits: rate.hits + failed,
+            })
+    }
 }
 
 /// Identifies an alert: model, version, rule.
@@ -302,6 +390,52 @@ mod tests {
                 "{labelled} {accuracy}"
             );
         }
+    }
+
+    #[test]
+    fn recent_errors_read_new_rows_only_and_blame_a_fallback_on_the_failed_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::metering::ledger::open(
+            &dir.path().join("usage.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .unwrap();
+        let invoked = |id: &str, at_us: i64, version: &str, status: u16| {
+            conn.execute(
+                "INSERT INTO invocations (id, started_at_us, function, model, model_version,
+                     method, route, status, wall_us, cpu_us, fuel, infer_calls, infer_us,
+                     infer_macs, peak_memory_bytes, bytes_in, bytes_out, cost)
+                 VALUES (?1, ?2, 'f', 'm', ?3, 'POST', '/predict', ?4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)",
+                params![id, at_us, version, status],
+            )
+            .unwrap();
+        };
+        let now = 1_800_000_000_000_000;
+        let window = ERROR_WINDOW.as_micros() as i64;
+        invoked("before", now - 2 * window, "1", 500);
+        invoked("a", now - 1_000, "1", 200);
+        invoked("b", now - 900, "1", 503);
+        let mut recent = RecentErrors::default();
+        recent.catch_up(&conn, now).unwrap();
+        let rate = |recent: &RecentErrors, v| {
+            let r = recent.rate("m", v);
+            (r.total, r.hits)
+        };
+        assert_eq!(rate(&recent, "1"), (2, 1));
+        // Version 1 failed and version 2 answered in its place.
+        invoked("c", now - 10, "2", 200);
+        conn.execute(
+            "INSERT INTO decisions (invocation_id, model, model_version, started_at_us,
+                 input_sha256, features, output, fallback_from)
+             VALUES ('c', 'm', '2', ?1, '', '[]', '{}', '1')",
+            [now - 10],
+        )
+        .unwrap();
+        recent.catch_up(&conn, now).unwrap();
+        assert_eq!((rate(&recent, "1"), rate(&recent, "2")), ((3, 2), (0, 0)));
+        // Once the window has moved past them, they no longer count.
+        recent.catch_up(&conn, now + 2 * window).unwrap();
+        assert_eq!(rate(&recent, "1"), (0, 0));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use serde_json::json;
 
-use self::alerts::{Book, Change, Signals};
+use self::alerts::{Book, Change, RecentErrors, Signals};
 use self::quality::{Quality, Span};
 use self::rollout::{HeldOut, Moved};
 use crate::metering::drift::DriftReport;
@@ -59,6 +59,7 @@ impl OutcomesArgs {
         let book = Book::load(&conn)?;
         Ok(Outcomes {
             book: Mutex::new(book),
+            recent: Mutex::new(RecentErrors::default()),
             conn: Mutex::new(conn),
             catalog,
             hook: self.alert_hook.clone(),
@@ -77,6 +78,7 @@ pub struct Outcomes {
     every: Duration,
     metrics: OutcomeMetrics,
     book: Mutex<Book>,
+    recent: Mutex<RecentErrors>,
     /// Rollout steps (model, step) whose wait for evidence was recorded.
     holding: Mutex<HashSet<(String, usize)>>,
 }
@@ -220,6 +222,8 @@ impl Outcomes {
             self.check_rollout(&conn, &mut rollout, now_us);
         }
         let mut book = lock(&self.book);
+        let mut recent = lock(&self.recent);
+        recent.catch_up(&conn, now_us)?;
         for model in self.catalog.models() {
             let rules = self.catalog.routing(&model.name).alerts.unwrap_or_default();
             for version in &model.versions {
@@ -233,14 +237,10 @@ impl Outcomes {
                     quality::labelled(&conn, &model.name, version, Span::ALL, quality::WINDOW)?;
                 let quality = Quality::of(&spec.labels, &rows);
                 self.metrics.show_quality(&model.name, version, &quality);
-                let recent = Span {
-                    since_us: now_us - alerts::ERROR_WINDOW.as_micros() as i64,
-                    until_us: i64::MAX,
-                };
                 let signals = Signals {
                     quality: &quality,
                     held_out: HeldOut::of(&self.catalog, &model.name, version),
-                    errors: rollout::errors(&conn, &model.name, version, recent)?,
+                    errors: recent.rate(&model.name, version),
                     drift: drift
                         .iter()
                         .find(|d| d.model == model.name && d.version == *version),

@@ -211,15 +211,17 @@ pub fn labelled(
     span: Span,
     limit: usize,
 ) -> rusqlite::Result<Vec<Labelled>> {
+    // The outcomes drive the join (CROSS JOIN keeps SQLite from scanning every decision of the
+    // version instead): labelled decisions are a small share of all.
     let mut stmt = conn.prepare_cached(
         "SELECT d.started_at_us, d.prediction, d.output, o.label
-         FROM decisions d JOIN outcomes o ON o.invocation_id = d.invocation_id
+         FROM outcomes o CROSS JOIN decisions d ON d.invocation_id = o.invocation_id
          WHERE d.model = ?1 AND d.model_version = ?2 AND d.started_at_us >= ?3
            AND d.started_at_us < ?4 AND d.prediction IS NOT NULL
            AND (d.fallback_from IS NULL OR d.fallback_from != d.model_version)
          UNION ALL
          SELECT d.started_at_us, d.shadow_prediction, NULL, o.label
-         FROM decisions d JOIN outcomes o ON o.invocation_id = d.invocation_id
+         FROM outcomes o CROSS JOIN decisions d ON d.invocation_id = o.invocation_id
          WHERE d.model = ?1 AND d.shadow_version = ?2 AND d.started_at_us >= ?3
            AND d.started_at_us < ?4 AND d.shadow_prediction IS NOT NULL
          ORDER BY 1 DESC LIMIT ?5",

@@ -1,9 +1,11 @@
 //! The live keys of a serving process: loaded from the ledger's `api_keys` at start, re-read
 //! whenever another process (`ember keys …`, another `ember up`) changed them — checked on every
-//! request by one indexed read of a counter — and matched by the digest of what a request presents.
+//! request: a `stat` of the ledger's key stamp, and a read of the keys' generation counter when the
+//! stamp grew (or is missing) — and matched by the digest of what a request presents.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, TryLockError};
 
 use rusqlite::{Connection, OpenFlags};
@@ -69,6 +71,10 @@ struct Loaded {
 pub struct KeyRing {
     conn: Mutex<Connection>,
     loaded: RwLock<Loaded>,
+    /// The ledger's key stamp ([`store::stamp_path`]).
+    stamp: PathBuf,
+    /// Its length when the keys were last compared with the ledger, plus one (0: not yet).
+    stamp_seen: AtomicU64,
 }
 
 impl KeyRing {
@@ -81,6 +87,8 @@ impl KeyRing {
                 generation: -1,
                 ..Loaded::default()
             }),
+            stamp: store::stamp_path(path),
+            stamp_seen: AtomicU64::new(0),
         };
         ring.refresh()?;
         Ok(ring)
@@ -101,10 +109,20 @@ impl KeyRing {
         // One check at a time: a request that arrives while another request's check is running
         // is concurrent with it and takes what it finds, instead of parking a worker thread on
         // the connection.
-        let checked = match self.conn.try_lock() {
-            Ok(conn) => self.refresh_with(&conn),
-            Err(TryLockError::WouldBlock) => Ok(()),
-            Err(TryLockError::Poisoned(conn)) => self.refresh_with(&conn.into_inner()),
+        // Every change appends to the stamp after it commits: while its length is the one seen
+        // at the last comparison, the keys are those read then.
+        let stamp = std::fs::metadata(&self.stamp).map(|m| m.len() + 1).ok();
+        let unchanged = stamp.is_some_and(|len| len == self.stamp_seen.load(Ordering::Acquire));
+        let checked = if unchanged {
+            Ok(())
+        } else {
+            match self.conn.try_lock() {
+                Ok(conn) => self.refresh_with(&conn).map(|()| self.saw(stamp)),
+                Err(TryLockError::WouldBlock) => Ok(()),
+                Err(TryLockError::Poisoned(conn)) => self
+                    .refresh_with(&conn.into_inner())
+                    .map(|()| self.saw(stamp)),
+            }
         };
         if let Err(error) = checked {
             tracing::error!(
@@ -119,6 +137,11 @@ impl KeyRing {
             .get(&digest)
             .filter(|tenant| tenant.record.digest.matches(&digest))
             .cloned()
+    }
+
+    /// Notes the stamp's length (plus one) of a comparison that succeeded.
+    fn saw(&self, stamp: Option<u64>) {
+        self.stamp_seen.store(stamp.unwrap_or(0), Ordering::Release);
     }
 
     /// Re-reads the keys if their generation moved since the last read.
@@ -209,5 +232,24 @@ mod tests {
         store::revoke(&admin, "a").unwrap();
         assert!(ring.find(&rotated.secret).is_none());
         assert_eq!(ring.live(), 1);
+        // Four changes, four lines in the stamp: each one grew it.
+        let stamp = std::fs::read_to_string(store::stamp_path(&path)).unwrap();
+        assert_eq!(stamp.lines().count(), 4, "{stamp}");
+    }
+
+    #[test]
+    fn without_a_stamp_every_lookup_compares_the_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let admin = store::open(&path).unwrap();
+        let key = store::create(&admin, "a", None, &Limits::default()).unwrap();
+        let ring = KeyRing::open(&path).unwrap();
+        assert!(ring.find(&key.secret).is_some());
+        // A change the stamp does not tell of (its file gone) still applies on the next lookup.
+        std::fs::remove_file(store::stamp_path(&path)).unwrap();
+        admin
+            .execute("UPDATE api_keys SET revoked_at_us = 1 WHERE name = 'a'", [])
+            .unwrap();
+        assert!(ring.find(&key.secret).is_none());
     }
 }

@@ -1,8 +1,11 @@
 //! The API keys in the ledger's SQLite (table `api_keys`, created by the ledger's migrations):
 //! one row per key name with its digest, scope and limits. Every change bumps
-//! `api_keys_generation` (triggers), which serving processes compare on each request.
+//! `api_keys_generation` (triggers) and then appends a line to the ledger's key stamp
+//! (`<ledger>-keys`), whose growth tells serving processes, for the price of a `stat`, that they
+//! must compare the generation.
 
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
@@ -71,7 +74,30 @@ pub fn create(
         inserted == 1,
         "a key named '{name}' exists already (revoked keys keep their name for the usage history)"
     );
+    stamp(conn)?;
     Ok(key)
+}
+
+/// The key stamp of the ledger database at `db`.
+pub fn stamp_path(db: &Path) -> PathBuf {
+    let mut path = db.as_os_str().to_owned();
+    path.push("-keys");
+    PathBuf::from(path)
+}
+
+/// Appends the current generation to the key stamp of `conn`'s database, after a change has
+/// committed: the stamp only ever grows, so its length tells one state of the keys from the next.
+fn stamp(conn: &Connection) -> anyhow::Result<()> {
+    let Some(db) = conn.path().filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let path = stamp_path(Path::new(db));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| writeln!(file, "{}", generation(conn).unwrap_or_default()))
+        .with_context(|| format!("updating {}", path.display()))
 }
 
 /// Replaces the secret of the live key `name`: the old secret stops working on the next request.
@@ -83,6 +109,7 @@ pub fn rotate(conn: &Connection, name: &str) -> anyhow::Result<NewKey> {
         params![name, key.digest().0, key.shown(), Arrival::now_us()],
     )?;
     anyhow::ensure!(changed == 1, "no live key named '{name}'");
+    stamp(conn)?;
     Ok(key)
 }
 
@@ -93,7 +120,7 @@ pub fn revoke(conn: &Connection, name: &str) -> anyhow::Result<()> {
         params![name, Arrival::now_us()],
     )?;
     anyhow::ensure!(changed == 1, "no live key named '{name}'");
-    Ok(())
+    stamp(conn)
 }
 
 /// Every key, by name.
