@@ -125,6 +125,9 @@ pub fn judge(rules: &AlertRules, signals: Signals<'_>) -> Vec<(Rule, bool, Value
 /// Width of the buckets [`RecentErrors`] counts in.
 const BUCKET_US: i64 = 10_000_000;
 
+/// One bucket of a version's recent invocations: its start (µs), invocations, failures.
+type Bucket = (i64, u64, u64);
+
 /// Invocations and failures per model version over the last [`ERROR_WINDOW`], kept up to date
 /// by reading only the ledger rows added since the last check (so a busy host's check costs what
 /// arrived since, not the whole window).
@@ -133,7 +136,7 @@ pub struct RecentErrors {
     /// The last invocation row read.
     cursor: Option<i64>,
     /// Per model version: (bucket start µs, invocations, failed), oldest first.
-    buckets: HashMap<(String, String), VecDeque<(i64, u64, u64)>>,
+    buckets: HashMap<(String, String), VecDeque<Bucket>>,
 }
 
 impl RecentErrors {
