@@ -1,15 +1,77 @@
-//! Every reference case matches onnxruntime's output within 1e-4, through `/predict` and v2 `infer`.
+//! Every reference case matches onnxruntime's output within 1e-4, through `/predict` and v2 `infer`,
+//! on either inference backend (ONNX Runtime, tract).
 
 use serde_json::json;
 
-use crate::support::{assert_close, reference_answers, reference_cases, Server};
+use crate::support::{assert_close, reference_answers, reference_cases, repo_root, Server};
 
 const TOLERANCE: f64 = 1e-4;
 
 #[test]
 fn reference_cases_match_onnxruntime_through_predict_and_v2_infer() {
+    // The default (`auto`) runs ONNX Runtime where scripts/setup installed it, as here.
     let server = Server::start(&[]);
-    for answer in reference_answers(&server) {
+    assert!(
+        server.logs().contains("inference backend: ONNX Runtime"),
+        "{}",
+        server.logs()
+    );
+    check_reference_answers(&server);
+}
+
+#[test]
+fn the_tract_backend_answers_every_reference_case_too() {
+    let server = Server::start(&["--backend", "tract"]);
+    assert!(server
+        .logs()
+        .contains("inference backend: tract (--backend tract)"));
+    check_reference_answers(&server);
+}
+
+#[test]
+fn without_onnx_runtime_auto_falls_back_to_tract_and_ort_refuses_to_start() {
+    let missing = repo_root().join("target/no-such-libonnxruntime.so");
+    let missing = missing.to_str().unwrap();
+    let server = Server::start(&["--ort-library", missing]);
+    let logs = server.logs();
+    assert!(
+        logs.contains("inference backend: tract, as ONNX Runtime is not available")
+            && logs.contains("no-such-libonnxruntime.so is missing"),
+        "{logs}"
+    );
+    assert_eq!(
+        server
+            .post_json(
+                "/predict",
+                &json!({"age": 42, "income": 52000, "credit_score": 710})
+            )
+            .0,
+        200
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+        .current_dir(repo_root())
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-metering",
+            "--backend",
+            "ort",
+            "--ort-library",
+            missing,
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("--backend ort") && said.contains("is missing"),
+        "{said}"
+    );
+}
+
+fn check_reference_answers(server: &Server) {
+    for answer in reference_answers(server) {
         let (name, case, reply) = (&answer.name, &answer.case, &answer.predict);
         assert_close(
             &reply["probabilities"],

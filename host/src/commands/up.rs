@@ -19,7 +19,6 @@ use crate::front::{Front, IdleClock};
 use crate::manifest::{Manifest, SpinRoute, DEFAULT_MANIFEST};
 use crate::metering::meter::MeteringArgs;
 use crate::nn::registry::{GraphStore, DEFAULT_MODELS_DIR};
-use crate::nn::tract::TractBackend;
 use crate::nn::NnArgs;
 use crate::outcomes::{Outcomes, OutcomesArgs};
 use crate::preinit;
@@ -99,7 +98,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyhow::Result<()> {
     let graphs = Arc::new(GraphStore::new(
         DirCatalog::new(&function.models),
-        Box::new(TractBackend),
+        args.nn.loader()?,
     ));
     if args.nn.preload {
         graphs

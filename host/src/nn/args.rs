@@ -1,9 +1,24 @@
-//! The graph store's options, flattened into `ember up`: when graphs load and when idle ones
-//! unload (scale to zero), and the task that unloads them.
+//! The graph store's options, flattened into `ember up`: which backend runs the graphs, when
+//! graphs load and when idle ones unload (scale to zero), and the task that unloads them.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use super::ort::{self, OrtBackend};
 use super::registry::GraphStore;
+use super::tract::TractBackend;
+use super::GraphLoader;
+
+/// Which backend runs the models' graphs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// ONNX Runtime when its library loads, else tract.
+    Auto,
+    /// ONNX Runtime (its library must load).
+    Ort,
+    /// tract: pure Rust, nothing to install.
+    Tract,
+}
 
 /// When graphs load and unload.
 #[derive(clap::Args, Debug, Clone)]
@@ -15,9 +30,52 @@ pub struct NnArgs {
     /// Load every graph at start instead of on first use.
     #[arg(long)]
     pub preload: bool,
+    /// The backend that runs the graphs.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// ONNX Runtime's library (default: where scripts/fetch-onnxruntime puts it).
+    #[arg(long, env = "EMBER_ORT_LIBRARY")]
+    pub ort_library: Option<PathBuf>,
 }
 
 impl NnArgs {
+    /// The backend `--backend` asks for; for `auto`, ONNX Runtime if its library loads, else
+    /// tract. The log says which and why.
+    pub fn loader(&self) -> anyhow::Result<Box<dyn GraphLoader>> {
+        if self.backend == Backend::Tract {
+            tracing::info!(
+                backend = "tract",
+                "inference backend: tract (--backend tract)"
+            );
+            return Ok(Box::new(TractBackend));
+        }
+        let library = self.ort_library.clone().or_else(ort::default_library);
+        let loaded = match &library {
+            Some(path) if path.is_file() => OrtBackend::load(path),
+            Some(path) => Err(anyhow::anyhow!(
+                "{} is missing (scripts/fetch-onnxruntime installs it)",
+                path.display()
+            )),
+            None => Err(anyhow::anyhow!("no HOME to find ONNX Runtime's library in")),
+        };
+        match (loaded, self.backend) {
+            (Ok(backend), _) => {
+                let library = library.unwrap_or_default();
+                tracing::info!(backend = "ort", library = %library.display(), "inference backend: ONNX Runtime");
+                Ok(Box::new(backend))
+            }
+            (Err(error), Backend::Auto) => {
+                tracing::info!(
+                    backend = "tract",
+                    reason = format!("{error:#}"),
+                    "inference backend: tract, as ONNX Runtime is not available"
+                );
+                Ok(Box::new(TractBackend))
+            }
+            (Err(error), _) => Err(error.context("--backend ort")),
+        }
+    }
+
     /// How long a graph (and an instance holding it) may go unused before it is unloaded.
     pub fn idle(&self) -> Duration {
         Duration::from_secs_f64(self.idle_unload)

@@ -4,12 +4,13 @@
 
 mod args;
 pub mod metered;
+pub mod ort;
 pub mod registry;
 pub mod tract;
 
 use std::path::Path;
 
-pub use self::args::NnArgs;
+pub use self::args::{Backend, NnArgs};
 use ember_contract::reference::ReferenceTensor;
 use wasmtime_wasi_nn::Graph;
 

@@ -1,5 +1,5 @@
 //! `ember bench`: every performance target, measured in one run against baselines from the same
-//! run (this machine is noisy): native tract inference is the floor; end-to-end latency over
+//! run (this machine is noisy): native inference (ONNX Runtime, and tract beside it) is the floor; end-to-end latency over
 //! loopback HTTP, overhead above the floor, throughput at several concurrencies, cold start, the
 //! fast-path table against the seed's Flask server and hello-world components (with metering on
 //! and off), the embedded variant against the wasi-nn one, scale to zero, and the browser package
@@ -16,16 +16,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use wasmtime_wasi_nn::backend::NamedTensor;
+use wasmtime_wasi_nn::backend::{Id, NamedTensor};
 
 use self::client::Probe;
+use crate::nn::ort::{self, OrtBackend};
 use crate::nn::reference_tensor;
 use crate::nn::registry::DEFAULT_MODELS_DIR;
-use crate::nn::tract::run_named;
+use crate::nn::tract::TractBackend;
+use crate::nn::GraphLoader;
 use crate::runtime::DEFAULT_CACHE_DIR;
 use crate::stats::Samples;
 use ember_contract::reference::{Case, Reference};
-use ember_function::tract::TractModel;
 
 /// Options of `ember bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -84,16 +85,42 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "ember bench — {} cores",
         std::thread::available_parallelism()?.get()
     );
-    println!("\n## Native floor: tract inference in-process, batch 1 (µs)");
+    // `ember up` serves with ONNX Runtime when its library loads (`--backend auto`), so its
+    // floor is the one the end-to-end rows are compared with; tract's is printed beside it.
+    let ort = ort::default_library()
+        .filter(|library| library.is_file())
+        .map(|library| OrtBackend::load(&library))
+        .transpose()?;
+    println!("\n## Native floor: inference in-process, one thread per request, batch 1 (µs)");
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>11}",
+        "model", "tract p50", "tract p99", "ORT p50", "ORT p99", "tract/ORT"
+    );
     let mut floors = Vec::new();
     for model in MODELS {
-        let floor = native_floor(&args.models, model)?;
-        println!(
-            "{model:<12} p50 {:>8.1}   p99 {:>8.1}",
-            floor.p50_us(),
-            floor.p99_us()
+        let tract = native_floor(&args.models, model, &TractBackend)?;
+        let mut row = format!(
+            "{model:<12} {:>10.1} {:>10.1}",
+            tract.p50_us(),
+            tract.p99_us()
         );
-        floors.push(floor.p50_us());
+        match &ort {
+            Some(ort) => {
+                let floor = native_floor(&args.models, model, ort)?;
+                row += &format!(
+                    " {:>10.1} {:>10.1} {:>10.2}x",
+                    floor.p50_us(),
+                    floor.p99_us(),
+                    tract.p50_us() / floor.p50_us()
+                );
+                floors.push(floor.p50_us());
+            }
+            None => {
+                row += "   skipped: ONNX Runtime is not installed (run scripts/fetch-onnxruntime)";
+                floors.push(tract.p50_us());
+            }
+        }
+        println!("{row}");
     }
 
     let runs = |section| args.only.is_empty() || args.only.contains(&section);
@@ -317,22 +344,20 @@ fn warm_latency(
     Ok(samples)
 }
 
-/// Median tract inference on the first reference case's tensors, without wasm or HTTP.
-fn native_floor(models: &Path, model: &str) -> anyhow::Result<Samples> {
-    let bytes = std::fs::read(
-        models
-            .join(model)
-            .join("1")
-            .join(ember_contract::names::GRAPH_FILE),
-    )?;
-    let graph = TractModel::parse(&bytes)?;
+/// Inference on the first reference case's tensors by `backend`, without wasm or HTTP.
+fn native_floor(models: &Path, model: &str, backend: &dyn GraphLoader) -> anyhow::Result<Samples> {
+    let graph = backend.load_dir(&models.join(model).join("1"))?.graph;
+    let mut context = graph.init_execution_context()?;
     let case = reference_case(models, model)?;
-    let inputs = || -> Vec<NamedTensor> { case.inputs.iter().map(reference_tensor).collect() };
+    let inputs: Vec<NamedTensor> = case.inputs.iter().map(reference_tensor).collect();
     let mut samples = Samples::default();
     for i in 0..3000 {
-        let input = inputs();
         let t = Instant::now();
-        run_named(&graph, input)?;
+        for input in &inputs {
+            context.set_input(Id::Name(input.name.clone()), &input.tensor)?;
+        }
+        context.compute()?;
+        context.get_output(Id::Index(0))?;
         if i >= 300 {
             samples.push(t.elapsed());
         }
