@@ -1,12 +1,16 @@
-"""credit-risk v1: logistic regression on synthetic loan applicants, exported to core-op ONNX."""
+"""credit-risk: logistic regression (v1, v2, core-op ONNX) and gradient-boosted trees (v3, an ONNX
+tree ensemble) on synthetic loan applicants."""
 
 import json
 import os
 
+import lightgbm
 import numpy as np
 import onnx
+import onnxmltools
 import sklearn
 import skl2onnx
+from onnxmltools.convert.common.data_types import FloatTensorType
 from onnx.utils import Extractor
 from skl2onnx import to_onnx
 from sklearn.linear_model import LogisticRegression
@@ -68,7 +72,7 @@ def export(pipeline, n_features: int) -> onnx.ModelProto:
     model = to_onnx(
         pipeline,
         np.zeros((1, n_features), dtype=np.float32),
-        target_opset=17,
+        target_opset=15,
         options={id(clf): {"zipmap": False}, id(scaler): {"div": "div"}},
         black_op={"Scaler", "LinearClassifier", "ZipMap", "Normalizer"},
         final_types=None,
@@ -84,11 +88,52 @@ def export(pipeline, n_features: int) -> onnx.ModelProto:
     return model
 
 
+def export_trees(clf, n_features: int) -> onnx.ModelProto:
+    """LightGBM as an ai.onnx.ml TreeEnsembleClassifier: no ZipMap, only the probabilities."""
+    model = onnxmltools.convert_lightgbm(
+        clf,
+        initial_types=[("input", FloatTensorType([None, n_features]))],
+        zipmap=False,
+        target_opset=15,
+    )
+    probabilities = [o.name for o in model.graph.output if o.name != "label"][0]
+    model = Extractor(model).extract_model(["input"], [probabilities])
+    model.graph.output[0].name = "probabilities"
+    for node in model.graph.node:
+        node.output[:] = ["probabilities" if o == probabilities else o for o in node.output]
+    for value in (model.graph.input[0], model.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    return model
+
+
+def logistic(class_weight, C: float):
+    """A trainer: scaled logistic regression, exported to core ops."""
+    def train(x_train, y_train):
+        pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=C, class_weight=class_weight))
+        pipeline.fit(x_train, y_train)
+        framework = (f"scikit-learn {sklearn.__version__} (StandardScaler + LogisticRegression, "
+                     f"C={C}, class_weight={class_weight}), skl2onnx {skl2onnx.__version__}, opset 17")
+        return pipeline, export(pipeline, x_train.shape[1]), framework, False
+    return train
+
+
+def lightgbm_trees(x_train, y_train):
+    """A trainer: gradient-boosted trees (LightGBM), exported as an ONNX tree ensemble."""
+    clf = lightgbm.LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=15, random_state=SEED,
+                                  deterministic=True, force_row_wise=True, n_jobs=1, verbose=-1)
+    clf.fit(x_train, y_train)
+    framework = (f"LightGBM {lightgbm.__version__} (200 trees, 15 leaves, learning rate 0.05), "
+                 f"onnxmltools {onnxmltools.__version__}, opset 15, ai.onnx.ml TreeEnsembleClassifier")
+    return clf, export_trees(clf, x_train.shape[1]), framework, True
+
+
 # Versions: v1 is the original; v2 is retrained on twice the data with balanced class weights
-# (it flags more applicants as risky: a realistic candidate for canary and shadow rollout).
+# (it flags more applicants as risky: a realistic candidate for canary and shadow rollout); v3 is
+# gradient-boosted trees on v1's data and split (so the same holdout and labels).
 VERSIONS = {
-    "1": {"rows": ROWS, "class_weight": None, "C": 1.0},
-    "2": {"rows": 2 * ROWS, "class_weight": "balanced", "C": 0.5},
+    "1": {"rows": ROWS, "trainer": logistic(None, 1.0)},
+    "2": {"rows": 2 * ROWS, "trainer": logistic("balanced", 0.5)},
+    "3": {"rows": ROWS, "trainer": lightgbm_trees},
 }
 
 
@@ -97,19 +142,18 @@ def main() -> None:
         build(version, **settings)
 
 
-def build(version: str, rows: int, class_weight, C: float) -> None:
+def build(version: str, rows: int, trainer) -> None:
     rng = np.random.default_rng(SEED)
     x, y = generate(rng, rows)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=SEED, stratify=y)
-    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=C, class_weight=class_weight))
-    pipeline.fit(x_train, y_train)
-    proba = pipeline.predict_proba(x_test)[:, 1]
+    fitted, exported, framework, ml_ops = trainer(x_train, y_train)
+    proba = fitted.predict_proba(x_test)[:, 1]
     auc = roc_auc_score(y_test, proba)
-    accuracy = accuracy_score(y_test, pipeline.predict(x_test))
+    accuracy = accuracy_score(y_test, fitted.predict(x_test))
 
     out = version_dir("credit-risk", version)
     onnx_path = os.path.join(out, "model.onnx")
-    finish_onnx(export(pipeline, x.shape[1]), onnx_path)
+    finish_onnx(exported, onnx_path, ml_ops=ml_ops)
     sess = session(onnx_path)
     ort_test = sess.run(None, {"input": x_test})[0]
     drift = float(np.abs(ort_test[:, 1] - proba).max())
@@ -132,9 +176,7 @@ def build(version: str, rows: int, class_weight, C: float) -> None:
         "version": version,
         "description": "Probability that a loan applicant defaults, from seven application features.",
         "task": "classification",
-        "framework": f"scikit-learn {sklearn.__version__} (StandardScaler + LogisticRegression, "
-                     f"C={C}, class_weight={class_weight}), "
-                     f"skl2onnx {skl2onnx.__version__}, opset 17",
+        "framework": framework,
         "trained_on": f"{len(x_train)} synthetic applicants from scripts/models/credit_risk.py (seed {SEED})",
         "labels": LABELS,
         "metrics": {"holdout_rows": int(len(x_test)), "roc_auc": round(float(auc), 4),

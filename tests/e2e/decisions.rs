@@ -108,18 +108,18 @@ fn a_shadow_version_is_compared_and_never_returned() {
 fn a_failing_version_falls_back_and_says_so() {
     let models = models_copy();
     let ledger = scratch_dir("fallback").join("usage.db");
-    // Version 3 has a valid spec but a corrupt graph: it can never load.
-    let v3 = models.join("credit-risk/3");
-    std::fs::create_dir_all(&v3).unwrap();
-    std::fs::write(v3.join("model.onnx"), b"not an onnx graph").unwrap();
+    // Version 4 has a valid spec but a corrupt graph: it can never load.
+    let v4 = models.join("credit-risk/4");
+    std::fs::create_dir_all(&v4).unwrap();
+    std::fs::write(v4.join("model.onnx"), b"not an onnx graph").unwrap();
     let spec = std::fs::read_to_string(models.join("credit-risk/1/model.json")).unwrap();
     std::fs::write(
-        v3.join("model.json"),
-        spec.replace("\"version\":\"1\"", "\"version\":\"3\""),
+        v4.join("model.json"),
+        spec.replace("\"version\":\"1\"", "\"version\":\"4\""),
     )
     .unwrap();
     let dir = models.to_str().unwrap();
-    ember(&["models", "--models", dir, "promote", "credit-risk", "3"]);
+    ember(&["models", "--models", dir, "promote", "credit-risk", "4"]);
     let server = start(&models, &ledger);
     let applicant = &holdout()[0];
     assert_eq!(
@@ -131,10 +131,10 @@ fn a_failing_version_falls_back_and_says_so() {
     let reply = server.post_json_full("/models/credit-risk/predict", applicant);
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["model_version"], "1");
-    assert_eq!(reply.body["fallback"]["from_version"], "3");
+    assert_eq!(reply.body["fallback"]["from_version"], "4");
     assert_eq!(reply.body["fallback"]["reason"], "model_not_ready");
     let audit = audit(&reply.headers["ember-invocation-id"], &ledger);
-    assert_eq!(audit["decision"]["fallback_from"], "3");
+    assert_eq!(audit["decision"]["fallback_from"], "4");
     assert_eq!(audit["model_version"], "1");
 
     // Without a fallback version, a declared default answer stands in.
@@ -151,7 +151,7 @@ fn a_failing_version_falls_back_and_says_so() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["label"], "default");
     assert_eq!(reply.body["fallback"]["default_answer"], true);
-    assert_eq!(reply.body["fallback"]["from_version"], "3");
+    assert_eq!(reply.body["fallback"]["from_version"], "4");
 }
 
 #[test]

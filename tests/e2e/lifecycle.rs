@@ -24,7 +24,8 @@ fn cases(models: &Path, version: &str) -> Vec<Value> {
 fn pinned_versions_aliases_and_v2_version_routes_reach_the_right_graph() {
     let models = models_copy();
     let server = Server::start(&["--models", models.to_str().unwrap()]);
-    for version in ["1", "2"] {
+    // Version 3 is gradient-boosted trees (an ai.onnx.ml tree ensemble).
+    for version in ["1", "2", "3"] {
         for case in cases(&models, version) {
             let (status, reply) = server.post_json(
                 &format!("/models/credit-risk/versions/{version}/predict"),
@@ -80,9 +81,67 @@ fn pinned_versions_aliases_and_v2_version_routes_reach_the_right_graph() {
     );
 }
 
-/// One request of the load loop: when it was sent, its status and the version that answered.
+#[test]
+fn the_tree_ensemble_version_is_split_and_promoted_and_a_version_may_name_its_backend() {
+    let models = models_copy();
+    let dir = models.to_str().unwrap();
+    let server = Server::start(&["--models", dir]);
+    let case = &cases(&models, "3")[0];
+    ember_models(&models, &["split", "credit-risk", "1=50", "3=50"]);
+    let answered: Vec<String> = (0..40)
+        .map(|i| {
+            let reply = server.send(
+                "POST",
+                "/models/credit-risk/predict",
+                &[("ember-caller-key", &format!("caller-{i}"))],
+                Some(&case["request"]),
+            );
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            reply.body["model_version"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(answered.iter().any(|v| v == "3") && answered.iter().any(|v| v == "1"));
+    ember_models(&models, &["promote", "credit-risk", "3"]);
+    let (status, reply) = server.post_json("/models/credit-risk/predict", &case["request"]);
+    assert_eq!((status, reply["model_version"].as_str()), (200, Some("3")));
+    assert_close(&reply["probabilities"], &case["probabilities"], 1e-4, "v3");
+
+    // tract runs the trees too; a version that names ONNX Runtime in its model.toml is not ready
+    // where ONNX Runtime is not loaded, and the others serve on.
+    let tract = Server::start(&["--models", dir, "--backend", "tract"]);
+    let (status, reply) = tract.post_json("/models/credit-risk/predict", &case["request"]);
+    assert_eq!((status, reply["model_version"].as_str()), (200, Some("3")));
+    assert_close(
+        &reply["probabilities"],
+        &case["probabilities"],
+        1e-4,
+        "v3 on tract",
+    );
+    let spec = models.join("credit-risk/2/model.toml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let (head, tables) = text.split_at(text.find("\n[").unwrap());
+    std::fs::write(&spec, format!("{head}\nbackend = \"ort\"{tables}")).unwrap();
+    let tract = Server::start(&["--models", dir, "--backend", "tract"]);
+    let (status, reply) =
+        tract.post_json("/models/credit-risk/versions/2/predict", &case["request"]);
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(reply["error"]["code"], "model_not_ready");
+    assert!(
+        tract.logs().contains("which is not loaded"),
+        "{}",
+        tract.logs()
+    );
+    let (status, _) = tract.post_json("/models/credit-risk/versions/1/predict", &case["request"]);
+    assert_eq!(status, 200);
+    let (status, _) = server.post_json("/models/credit-risk/versions/2/predict", &case["request"]);
+    assert_eq!(status, 200, "ONNX Runtime, loaded here, runs it");
+}
+
+/// One request of the load loop: when it was sent and answered, its status and the version that
+/// answered.
 struct Sample {
     sent: Instant,
+    answered: Instant,
     status: u16,
     version: String,
 }
@@ -124,6 +183,7 @@ fn promote_and_rollback_apply_to_new_requests_under_load_without_a_failure() {
                     let version = reply["model_version"].as_str().unwrap_or("").to_string();
                     seen.lock().unwrap().push(Sample {
                         sent,
+                        answered: Instant::now(),
                         status,
                         version,
                     });
@@ -150,15 +210,16 @@ fn promote_and_rollback_apply_to_new_requests_under_load_without_a_failure() {
         "a request failed during promote/rollback"
     );
     // A request sent after a change returned follows the new routing; one in flight across a
-    // change may finish on either version.
-    let versions_sent = |from: Instant, to: Instant| -> Vec<&str> {
+    // change may finish on either version, so a window holds the requests sent after one change
+    // returned and answered before the next began.
+    let versions_between = |from: Instant, to: Instant| -> Vec<&str> {
         all.iter()
-            .filter(|s| s.sent > from && s.sent < to)
+            .filter(|s| s.sent > from && s.answered < to)
             .map(|s| s.version.as_str())
             .collect()
     };
-    let after_promote = versions_sent(promoted, rolling_back);
-    let after_rollback = versions_sent(rolled_back, Instant::now());
+    let after_promote = versions_between(promoted, rolling_back);
+    let after_rollback = versions_between(rolled_back, Instant::now());
     assert!(after_promote.len() > 10 && after_rollback.len() > 10);
     assert!(after_promote.iter().all(|v| *v == "2"), "{after_promote:?}");
     assert!(
@@ -219,21 +280,21 @@ fn a_version_added_while_serving_is_served_without_a_restart() {
     let case = &cases(&models, "2")[0];
     assert_eq!(
         server
-            .post_json("/models/credit-risk/versions/3/predict", &case["request"])
+            .post_json("/models/credit-risk/versions/4/predict", &case["request"])
             .0,
         404
     );
-    publish_copy(&models, "credit-risk", "2", "3");
+    publish_copy(&models, "credit-risk", "2", "4");
     let (status, reply) =
-        server.post_json("/models/credit-risk/versions/3/predict", &case["request"]);
+        server.post_json("/models/credit-risk/versions/4/predict", &case["request"]);
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["model_version"], "3");
-    assert_close(&reply["probabilities"], &case["probabilities"], 1e-4, "v3");
-    // The warm instance that parsed v3's spec on first use keeps it across later requests, whose
+    assert_eq!(reply["model_version"], "4");
+    assert_close(&reply["probabilities"], &case["probabilities"], 1e-4, "v4");
+    // The warm instance that parsed v4's spec on first use keeps it across later requests, whose
     // own allocations must not disturb it: versions interleaved, each answered as itself.
     let v1 = &cases(&models, "1")[0];
     for round in 0..10 {
-        for (version, case) in [("3", case), ("1", v1), ("2", case)] {
+        for (version, case) in [("4", case), ("1", v1), ("2", case)] {
             let (status, reply) = server.post_json(
                 &format!("/models/credit-risk/versions/{version}/predict"),
                 &case["request"],

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_close, ember, models_copy, publish_copy, reference_answers, reference_cases, repo_root,
-    scratch_dir, ReferenceAnswer, Server,
+    assert_close, ember, models_copy, publish_copy, reference_answers, reference_cases,
+    reference_cases_in, repo_root, scratch_dir, ReferenceAnswer, Server,
 };
 
 /// The pre-initialized embedded function at the path spin.toml names, made once per test run by
@@ -226,11 +226,22 @@ fn the_embedded_build_follows_live_routing_and_serves_versions_newer_than_its_sn
     ember(&["models", "--models", dir, "promote", "credit-risk", "2"]);
     let (_, reply) = server.post_json("/predict", &request);
     assert_eq!(reply["model_version"], "2", "{reply}");
-    // A version published after the snapshot is parsed on first use, not refused.
-    publish_copy(&models, "credit-risk", "1", "3");
-    let (status, reply) = server.post_json("/models/credit-risk/versions/3/predict", &request);
+    // Version 3's tree ensemble runs in the guest's tract too, as onnxruntime computed it.
+    let trees = &reference_cases_in(&models, "credit-risk", "3")[0];
+    let (status, reply) =
+        server.post_json("/models/credit-risk/versions/3/predict", &trees["request"]);
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["model_version"], "3");
+    assert_close(
+        &reply["probabilities"],
+        &trees["probabilities"],
+        1e-4,
+        "v3 embedded",
+    );
+    // A version published after the snapshot is parsed on first use, not refused.
+    publish_copy(&models, "credit-risk", "1", "4");
+    let (status, reply) = server.post_json("/models/credit-risk/versions/4/predict", &request);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["model_version"], "4");
     let (_, v1) = server.post_json("/models/credit-risk/versions/1/predict", &request);
     assert_eq!(reply["probabilities"], v1["probabilities"]);
 }

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::choice::{BackendChoice, Engine};
 use super::ort::{self, OrtBackend};
 use super::registry::GraphStore;
-use super::tract::TractBackend;
 use super::GraphLoader;
 
 /// Which backend runs the models' graphs.
@@ -30,7 +30,7 @@ pub struct NnArgs {
     /// Load every graph at start instead of on first use.
     #[arg(long)]
     pub preload: bool,
-    /// The backend that runs the graphs.
+    /// The backend that runs the graphs (a version's `model.toml` may name its own).
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
     /// ONNX Runtime's library (default: where scripts/fetch-onnxruntime puts it).
@@ -39,15 +39,19 @@ pub struct NnArgs {
 }
 
 impl NnArgs {
-    /// The backend `--backend` asks for; for `auto`, ONNX Runtime if its library loads, else
-    /// tract. The log says which and why.
+    /// The backends `--backend` asks for: ONNX Runtime (for `auto`, if its library loads) and
+    /// tract, with the default for versions whose `model.toml` names none. The log says which and
+    /// why.
     pub fn loader(&self) -> anyhow::Result<Box<dyn GraphLoader>> {
         if self.backend == Backend::Tract {
             tracing::info!(
                 backend = "tract",
                 "inference backend: tract (--backend tract)"
             );
-            return Ok(Box::new(TractBackend));
+            return Ok(Box::new(BackendChoice {
+                ort: None,
+                default: Engine::Tract,
+            }));
         }
         let library = self.ort_library.clone().or_else(ort::default_library);
         let loaded = match &library {
@@ -58,11 +62,14 @@ impl NnArgs {
             )),
             None => Err(anyhow::anyhow!("no HOME to find ONNX Runtime's library in")),
         };
-        match (loaded, self.backend) {
+        let choice = match (loaded, self.backend) {
             (Ok(backend), _) => {
                 let library = library.unwrap_or_default();
                 tracing::info!(backend = "ort", library = %library.display(), "inference backend: ONNX Runtime");
-                Ok(Box::new(backend))
+                BackendChoice {
+                    ort: Some(backend),
+                    default: Engine::Ort,
+                }
             }
             (Err(error), Backend::Auto) => {
                 tracing::info!(
@@ -70,10 +77,14 @@ impl NnArgs {
                     reason = format!("{error:#}"),
                     "inference backend: tract, as ONNX Runtime is not available"
                 );
-                Ok(Box::new(TractBackend))
+                BackendChoice {
+                    ort: None,
+                    default: Engine::Tract,
+                }
             }
-            (Err(error), _) => Err(error.context("--backend ort")),
-        }
+            (Err(error), _) => return Err(error.context("--backend ort")),
+        };
+        Ok(Box::new(choice))
     }
 
     /// How long a graph (and an instance holding it) may go unused before it is unloaded.

@@ -3,6 +3,7 @@
 //! inference.
 
 mod args;
+pub mod choice;
 pub mod metered;
 pub mod ort;
 pub mod registry;

@@ -181,11 +181,11 @@ mod tests {
 
     #[test]
     fn bundled_models_match_their_onnxruntime_reference_outputs() {
-        for model in ["credit-risk", "digits"] {
+        for (model, version) in [("credit-risk", "1"), ("credit-risk", "3"), ("digits", "1")] {
             let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-            let dir = models.join(model).join("1");
+            let dir = models.join(model).join(version);
             let graph = TractModel::parse(&std::fs::read(dir.join(GRAPH_FILE)).unwrap()).unwrap();
-            let reference = Reference::read(&models, model, "1").unwrap();
+            let reference = Reference::read(&models, model, version).unwrap();
             for case in &reference.cases {
                 let input = reference_tensor(&case.inputs[0]);
                 let outputs = run_named(&graph, vec![input]).unwrap();

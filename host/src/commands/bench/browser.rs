@@ -33,7 +33,7 @@ pub fn run(args: &BenchArgs, floors: &[f64]) -> anyhow::Result<()> {
     let cases = MODELS
         .iter()
         .map(|model| {
-            let case = reference_case(&args.models, model)?;
+            let case = reference_case(&args.models, model, "1")?;
             Ok(json!({"model": model, "name": "case-0", "input": case.request}))
         })
         .collect::<anyhow::Result<Vec<Value>>>()?;

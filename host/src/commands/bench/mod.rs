@@ -93,31 +93,42 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .transpose()?;
     println!("\n## Native floor: inference in-process, one thread per request, batch 1 (µs)");
     println!(
-        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>11}",
+        "{:<16} {:>10} {:>10} {:>10} {:>10} {:>11}",
         "model", "tract p50", "tract p99", "ORT p50", "ORT p99", "tract/ORT"
     );
     let mut floors = Vec::new();
-    for model in MODELS {
-        let tract = native_floor(&args.models, model, &TractBackend)?;
+    // Version 1 of each model (the end-to-end rows' floor), and credit-risk's tree ensemble.
+    for (model, version) in MODELS
+        .map(|m| (m, "1"))
+        .into_iter()
+        .chain([("credit-risk", "3")])
+    {
+        let tract = native_floor(&args.models, model, version, &TractBackend)?;
+        let name = format!("{model} v{version}");
         let mut row = format!(
-            "{model:<12} {:>10.1} {:>10.1}",
+            "{name:<16} {:>10.1} {:>10.1}",
             tract.p50_us(),
             tract.p99_us()
         );
+        let first = version == "1";
         match &ort {
             Some(ort) => {
-                let floor = native_floor(&args.models, model, ort)?;
+                let floor = native_floor(&args.models, model, version, ort)?;
                 row += &format!(
                     " {:>10.1} {:>10.1} {:>10.2}x",
                     floor.p50_us(),
                     floor.p99_us(),
                     tract.p50_us() / floor.p50_us()
                 );
-                floors.push(floor.p50_us());
+                if first {
+                    floors.push(floor.p50_us());
+                }
             }
             None => {
                 row += "   skipped: ONNX Runtime is not installed (run scripts/fetch-onnxruntime)";
-                floors.push(tract.p50_us());
+                if first {
+                    floors.push(tract.p50_us());
+                }
             }
         }
         println!("{row}");
@@ -312,18 +323,18 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("VmRSS missing")
 }
 
-/// The first reference case of the model's version 1: what every measurement sends.
-fn reference_case(models: &Path, model: &str) -> anyhow::Result<Case> {
-    let reference = Reference::read(models, model, "1").map_err(anyhow::Error::msg)?;
+/// The first reference case of `model` at `version`: what a measurement sends.
+fn reference_case(models: &Path, model: &str, version: &str) -> anyhow::Result<Case> {
+    let reference = Reference::read(models, model, version).map_err(anyhow::Error::msg)?;
     reference
         .cases
         .into_iter()
         .next()
-        .with_context(|| format!("{model} has no reference cases"))
+        .with_context(|| format!("{model} v{version} has no reference cases"))
 }
 
 fn probe(models: &Path, address: &str, model: &str) -> anyhow::Result<Probe> {
-    let case = reference_case(models, model)?;
+    let case = reference_case(models, model, "1")?;
     Ok(Probe {
         address: address.to_string(),
         path: format!("/models/{model}/predict"),
@@ -344,11 +355,17 @@ fn warm_latency(
     Ok(samples)
 }
 
-/// Inference on the first reference case's tensors by `backend`, without wasm or HTTP.
-fn native_floor(models: &Path, model: &str, backend: &dyn GraphLoader) -> anyhow::Result<Samples> {
-    let graph = backend.load_dir(&models.join(model).join("1"))?.graph;
+/// Inference on the first reference case's tensors of `model` `version` by `backend`, without
+/// wasm or HTTP.
+fn native_floor(
+    models: &Path,
+    model: &str,
+    version: &str,
+    backend: &dyn GraphLoader,
+) -> anyhow::Result<Samples> {
+    let graph = backend.load_dir(&models.join(model).join(version))?.graph;
     let mut context = graph.init_execution_context()?;
-    let case = reference_case(models, model)?;
+    let case = reference_case(models, model, version)?;
     let inputs: Vec<NamedTensor> = case.inputs.iter().map(reference_tensor).collect();
     let mut samples = Samples::default();
     for i in 0..3000 {
