@@ -113,7 +113,6 @@ CREATE TABLE outcomes (
     label          INTEGER NOT NULL,
     recorded_at_us INTEGER NOT NULL
 );
-CREATE INDEX decisions_by_time ON decisions (model, started_at_us);
 CREATE TABLE rollouts (
     model              TEXT PRIMARY KEY,
     candidate          TEXT NOT NULL,

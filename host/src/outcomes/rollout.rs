@@ -423,12 +423,20 @@ pub fn errors(conn: &Connection, model: &str, version: &str, span: Span) -> rusq
     )
 }
 
-fn agreement(conn: &Connection, model: &str, shadow: &str, span: Span) -> rusqlite::Result<Rate> {
+/// How often `shadow`'s predictions agreed with the answers `answered` returned in `span` (by the
+/// index on model, version and time: no index is kept for the shadow alone).
+fn agreement(
+    conn: &Connection,
+    model: &str,
+    answered: &str,
+    shadow: &str,
+    span: Span,
+) -> rusqlite::Result<Rate> {
     conn.query_row(
         "SELECT COUNT(*), COALESCE(SUM(shadow_agrees), 0) FROM decisions
-         WHERE model = ?1 AND shadow_version = ?2 AND shadow_agrees IS NOT NULL
-           AND started_at_us >= ?3 AND started_at_us < ?4",
-        params![model, shadow, span.since_us, span.until_us],
+         WHERE model = ?1 AND model_version = ?2 AND started_at_us >= ?4 AND started_at_us < ?5
+           AND shadow_version = ?3 AND shadow_agrees IS NOT NULL",
+        params![model, answered, shadow, span.since_us, span.until_us],
         |row| {
             Ok(Rate {
                 total: row.get::<_, i64>(0)? as u64,
@@ -461,7 +469,14 @@ pub fn judge(
     let baseline = quality_of(&rollout.baseline)?;
     let held_out = HeldOut::of(catalog, &rollout.model, &rollout.baseline);
     let errors = errors(conn, &rollout.model, &rollout.candidate, span)?;
-    let agreement = agreement(conn, &rollout.model, &rollout.candidate, span)?;
+    // While a rollout runs, the candidate shadows the requests the baseline answers.
+    let agreement = agreement(
+        conn,
+        &rollout.model,
+        &rollout.baseline,
+        &rollout.candidate,
+        span,
+    )?;
     let min = rollout.min_evidence;
     let enough = |count: usize, value: Option<f64>| value.filter(|_| count >= min.max(1));
     let guards = Guard::parse_list(&rollout.guards)
