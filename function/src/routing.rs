@@ -36,8 +36,10 @@ pub struct Routing {
 }
 
 /// Alert thresholds for a model's versions, checked by the host against live data.
+// No `deny_unknown_fields`: the function reads this file too, and a typo here must not cost it the
+// whole routing policy.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct AlertRules {
     /// Raise when live accuracy falls more than this below the version's held-out accuracy.
     pub accuracy_drop: f64,

@@ -170,6 +170,12 @@ fn feedback_joins_decisions_and_live_quality_equals_a_direct_computation() {
             "[1].invocation_id",
         ),
         (
+            json!([{"invocation_id": extra.id, "label": 1}, {"invocation_id": extra.id, "label": 0}]),
+            409,
+            "duplicate_outcome",
+            "[1].invocation_id",
+        ),
+        (
             json!({"invocation_id": extra.id, "label": "maybe"}),
             422,
             "unknown_label",

@@ -105,12 +105,17 @@ fn each_bad_credential_gets_its_error_and_changes_apply_without_a_restart() {
 
     // The host's data takes the admin token; health stays open.
     assert_eq!(server.get("/-/health").0, 200);
-    for path in ["/-/metrics", "/-/api/overview"] {
+    for (method, path) in [
+        ("GET", "/-/metrics"),
+        ("GET", "/-/api/overview"),
+        ("GET", "/-/api/quality/credit-risk"),
+        ("POST", "/-/feedback"),
+    ] {
         let refused = server.send(
-            "GET",
+            method,
             path,
             &[("authorization", &bearer(&digits_only))],
-            None,
+            (method == "POST").then_some(&serde_json::json!({"invocation_id": "x", "label": 0})),
         );
         assert_eq!(
             (refused.status, error_code(&refused)),

@@ -184,8 +184,6 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
     result
 }
 
-/// Reloads the certificate on SIGHUP when serving HTTPS; without TLS, never resolves (and a
-/// SIGHUP keeps its default meaning).
 /// Checks alerts and rollouts with the front's live drift windows; forever without a ledger.
 async fn watch_outcomes(outcomes: Option<Arc<Outcomes>>, front: &Arc<Front>) {
     let Some(outcomes) = outcomes else {
@@ -197,6 +195,8 @@ async fn watch_outcomes(outcomes: Option<Arc<Outcomes>>, front: &Arc<Front>) {
         .await
 }
 
+/// Reloads the certificate on SIGHUP when serving HTTPS; without TLS, never resolves (and a
+/// SIGHUP keeps its default meaning).
 async fn reload_tls(tls: Option<&crate::front::tls::Tls>) {
     match tls {
         Some(tls) => tls.reload_on_hangup().await,

@@ -171,11 +171,9 @@ impl RecentErrors {
                 continue;
             };
             let failed: bool = row.get(4)?;
-            // A fallback answered by another version is a failure of the version it replaced.
-            let blamed = row
-                .get::<_, Option<String>>(5)?
-                .filter(|from| *from != version);
-            let (version, failed) = match blamed {
+            // A fallback is a failure of the version it stood in for: another version's answer
+            // or, when it names the version itself, the declared default answer.
+            let (version, failed) = match row.get::<_, Option<String>>(5)? {
                 Some(from) => (from, true),
                 None => (version, failed),
             };
@@ -255,11 +253,6 @@ impl Book {
             open.insert((model, version, rule), id);
         }
         Ok(Self { open })
-    }
-
-    /// Whether an alert is open.
-    pub fn is_open(&self, key: &AlertKey) -> bool {
-        self.open.contains_key(key)
     }
 
     /// Notes whether `key`'s condition holds now; raises or clears it in the ledger when that
@@ -434,8 +427,17 @@ mod tests {
             [now - 10],
         )
         .unwrap();
+        // Version 1 failed again and its declared default answer stood in for it.
+        invoked("d", now - 5, "1", 200);
+        conn.execute(
+            "INSERT INTO decisions (invocation_id, model, model_version, started_at_us,
+                 input_sha256, features, output, fallback_from)
+             VALUES ('d', 'm', '1', ?1, '', '[]', '{}', '1')",
+            [now - 5],
+        )
+        .unwrap();
         recent.catch_up(&conn, now).unwrap();
-        assert_eq!((rate(&recent, "1"), rate(&recent, "2")), ((3, 2), (0, 0)));
+        assert_eq!((rate(&recent, "1"), rate(&recent, "2")), ((4, 3), (0, 0)));
         // Once the window has moved past them, they no longer count.
         recent.catch_up(&conn, now + 2 * window).unwrap();
         assert_eq!(rate(&recent, "1"), (0, 0));

@@ -4,7 +4,7 @@
 //! (`ember feedback`). A batch is recorded whole or not at all; an outcome already recorded is
 //! never overwritten.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -160,16 +160,17 @@ pub fn record(
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(ledger_error)?;
     let mut seen = HashSet::new();
+    let mut labels = Labels::default();
     for (i, item) in items.iter().enumerate() {
         let at = if items.len() > 1 {
             format!("[{i}].")
         } else {
             String::new()
         };
-        let label = resolve(&tx, catalog, item, &at)?;
         if !seen.insert(item.invocation_id.as_str()) {
             return Err(duplicate(item, &at, "twice in this batch"));
         }
+        let label = resolve(&tx, catalog, &mut labels, item, &at)?;
         tx.execute(
             "INSERT INTO outcomes (invocation_id, label, recorded_at_us) VALUES (?1, ?2, ?3)",
             params![item.invocation_id, label as i64, now_us],
@@ -180,10 +181,14 @@ pub fn record(
     Ok(items.len())
 }
 
+/// The labels of each model version a batch names, read once per batch.
+type Labels = HashMap<(String, String), Vec<String>>;
+
 /// The class index `item` names, checked against the decision it judges.
 fn resolve(
     conn: &Connection,
     catalog: &DirCatalog,
+    labels: &mut Labels,
     item: &Feedback,
     at: &str,
 ) -> Result<usize, ApiError> {
@@ -245,10 +250,15 @@ fn resolve(
     if judged {
         return Err(duplicate(item, at, "already"));
     }
-    let labels = catalog
-        .spec(&model, Some(&version), Default::default())
-        .map_err(|e| ApiError::new(e.code, format!("{model} {version}: {}", e.message)))?
-        .labels;
+    let key = (model, version);
+    if !labels.contains_key(&key) {
+        let spec = catalog
+            .spec(&key.0, Some(&key.1), Default::default())
+            .map_err(|e| ApiError::new(e.code, format!("{} {}: {}", key.0, key.1, e.message)))?;
+        labels.insert(key.clone(), spec.labels);
+    }
+    let (model, version) = &key;
+    let labels = &labels[&key];
     let label_field = format!("{at}label");
     let known = || format!("{model} {version} has the labels {}", labels.join(", "));
     match &item.label {

@@ -126,11 +126,14 @@ pub fn report(
     entry
         .versions
         .iter()
-        .map(|version| {
-            let labels = catalog
+        // A version whose spec does not read is not ready; the others are reported.
+        .filter_map(|version| {
+            let spec = catalog
                 .spec(model, Some(version), Default::default())
-                .map_err(|e| anyhow::anyhow!("{model} {version}: {}", e.message))?
-                .labels;
+                .ok()?;
+            Some((version, spec.labels))
+        })
+        .map(|(version, labels)| {
             let rows = quality::labelled(conn, model, version, Span::ALL, window)?;
             Ok(VersionQuality {
                 model: model.to_string(),

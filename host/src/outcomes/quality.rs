@@ -42,7 +42,7 @@ pub struct Quality {
     pub accuracy_ci95: Option<[f64; 2]>,
     /// Per class, in label order.
     pub classes: Vec<ClassQuality>,
-    /// Mean F1 over the classes that occur.
+    /// Mean F1 over the classes that were predicted or true.
     pub macro_f1: Option<f64>,
     /// Labelled predictions that carried probabilities (what AUC and Brier are computed over).
     pub scored: usize,
@@ -85,11 +85,10 @@ impl Quality {
                     .count();
                 let precision = (predicted > 0).then(|| hits as f64 / predicted as f64);
                 let recall = (support > 0).then(|| hits as f64 / support as f64);
-                let f1 = match (precision, recall) {
-                    (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
-                    (Some(_), Some(_)) => Some(0.0),
-                    _ => None,
-                };
+                // 2PR / (P + R), written so that a class never predicted (or never true) scores
+                // 0 rather than nothing.
+                let f1 = (predicted + support > 0)
+                    .then(|| 2.0 * hits as f64 / (predicted + support) as f64);
                 ClassQuality {
                     label: label.clone(),
                     support,
@@ -311,6 +310,23 @@ mod tests {
         assert!((q.brier.unwrap() - brier).abs() < 1e-12);
         let [low, high] = q.accuracy_ci95.unwrap();
         assert!(low < 5.0 / 7.0 && 5.0 / 7.0 < high && low > 0.3 && high < 0.95);
+    }
+
+    #[test]
+    fn a_class_never_predicted_scores_f1_zero_in_the_macro_mean() {
+        // Always "repaid": right on the 3 repaid, wrong on the 1 default.
+        let rows = [
+            row(0, 0, 0.1),
+            row(0, 0, 0.2),
+            row(0, 0, 0.3),
+            row(0, 1, 0.4),
+        ];
+        let q = Quality::of(&labels(), &rows);
+        assert_eq!(q.classes[1].precision, None);
+        assert_eq!(q.classes[1].f1, Some(0.0));
+        let repaid = 2.0 * 3.0 / (4.0 + 3.0);
+        assert_eq!(q.classes[0].f1, Some(repaid));
+        assert_eq!(q.macro_f1, Some(repaid / 2.0));
     }
 
     #[test]

@@ -316,10 +316,12 @@ pub fn abort(
     model: &str,
     now_us: i64,
 ) -> anyhow::Result<Rollout> {
+    // Under the routing lock, so a check judging the rollout right now sees the abort.
+    let routing = policy::lock(catalog, model)?;
     let mut rollout = load(conn, model)?
         .filter(|r| matches!(r.state, State::Pending | State::Running))
         .with_context(|| format!("{model} has no rollout under way"))?;
-    policy::update(catalog, model, |r| unroute(r, &rollout))?;
+    routing.update(|r| unroute(r, &rollout))?;
     rollout.state = State::Aborted;
     save(conn, &rollout, now_us)?;
     record(conn, &rollout, "aborted", &json!({}), now_us)?;
@@ -400,8 +402,10 @@ pub struct GuardVerdict {
     pub verdict: Verdict,
 }
 
-/// Failed and fallen-back invocations of `version` in `span` (a fallback from it answered by
-/// another version counts as its failure).
+/// Failed invocations of `version` in `span`, as [`alerts::RecentErrors`] counts them: a 5xx, or
+/// a fallback standing in for it (another version's answer, or its declared default answer).
+///
+/// [`alerts::RecentErrors`]: super::alerts::RecentErrors
 pub fn errors(conn: &Connection, model: &str, version: &str, span: Span) -> rusqlite::Result<Rate> {
     conn.query_row(
         "SELECT
@@ -410,14 +414,17 @@ pub fn errors(conn: &Connection, model: &str, version: &str, span: Span) -> rusq
             (SELECT COUNT(*) FROM invocations WHERE model = ?1 AND model_version = ?2
                 AND status >= 500 AND started_at_us >= ?3 AND started_at_us < ?4),
             (SELECT COUNT(*) FROM decisions WHERE model = ?1 AND fallback_from = ?2
-                AND model_version != ?2 AND started_at_us >= ?3 AND started_at_us < ?4)",
+                AND model_version != ?2 AND started_at_us >= ?3 AND started_at_us < ?4),
+            (SELECT COUNT(*) FROM decisions WHERE model = ?1 AND fallback_from = ?2
+                AND model_version = ?2 AND started_at_us >= ?3 AND started_at_us < ?4)",
         params![model, version, span.since_us, span.until_us],
         |row| {
-            let (answered, failed, fell_back): (i64, i64, i64) =
-                (row.get(0)?, row.get(1)?, row.get(2)?);
+            let (answered, failed, elsewhere, defaulted): (i64, i64, i64, i64) =
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            // A default answer is one of the version's own (200) invocations.
             Ok(Rate {
-                total: (answered + fell_back) as u64,
-                hits: (failed + fell_back) as u64,
+                total: (answered + elsewhere) as u64,
+                hits: (failed + elsewhere + defaulted) as u64,
             })
         },
     )
@@ -538,14 +545,21 @@ pub fn check(
     holding: bool,
     now_us: i64,
 ) -> anyhow::Result<Moved> {
+    // Under the routing lock, read again: an operator may have aborted it since it was listed.
+    let routing = policy::lock(catalog, &rollout.model)?;
+    match load(conn, &rollout.model)? {
+        Some(current)
+            if (current.state, current.step, &current.candidate)
+                == (rollout.state, rollout.step, &rollout.candidate) => {}
+        _ => return Ok(Moved::No),
+    }
     if rollout.state == State::Pending {
-        let routing = catalog.routing(&rollout.model);
-        rollout.shadowing = routing.shadow.is_none();
+        rollout.shadowing = catalog.routing(&rollout.model).shadow.is_none();
         rollout.state = State::Running;
         rollout.step = 0;
         rollout.step_started_at_us = now_us;
         let percent = rollout.percent();
-        policy::update(catalog, &rollout.model, |r| route(r, rollout, percent))?;
+        routing.update(|r| route(r, rollout, percent))?;
         save(conn, rollout, now_us)?;
         record(conn, rollout, "started", &json!({}), now_us)?;
         return Ok(Moved::Yes("started"));
@@ -558,7 +572,7 @@ pub fn check(
     let verdicts: Vec<Verdict> = evidence.guards.iter().map(|g| g.verdict).collect();
     let evidence_json = serde_json::to_value(&evidence)?;
     let action = if verdicts.contains(&Verdict::Fail) {
-        policy::update(catalog, &rollout.model, |r| unroute(r, rollout))?;
+        routing.update(|r| unroute(r, rollout))?;
         rollout.state = State::RolledBack;
         "rolled_back"
     } else if verdicts.contains(&Verdict::Insufficient) {
@@ -569,7 +583,7 @@ pub fn check(
         return Ok(Moved::Yes("holding"));
     } else if rollout.step + 1 >= rollout.steps.len() || rollout.steps[rollout.step + 1] >= 100 {
         let candidate = rollout.candidate.clone();
-        policy::update(catalog, &rollout.model, |r| {
+        routing.update(|r| {
             unroute(r, rollout);
             r.promote(&candidate);
         })?;
@@ -580,7 +594,7 @@ pub fn check(
         rollout.step += 1;
         rollout.step_started_at_us = now_us;
         let percent = rollout.percent();
-        policy::update(catalog, &rollout.model, |r| route(r, rollout, percent))?;
+        routing.update(|r| route(r, rollout, percent))?;
         "advanced"
     };
     save(conn, rollout, now_us)?;

@@ -92,12 +92,17 @@ fn stamp(conn: &Connection) -> anyhow::Result<()> {
         return Ok(());
     };
     let path = stamp_path(Path::new(db));
-    std::fs::OpenOptions::new()
+    let appended = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .and_then(|mut file| writeln!(file, "{}", generation(conn).unwrap_or_default()))
-        .with_context(|| format!("updating {}", path.display()))
+        .and_then(|mut file| writeln!(file, "{}", generation(conn).unwrap_or_default()));
+    if appended.is_err() {
+        // A stamp that did not grow would hide the change: without one, serving processes
+        // compare the keys' generation on every request instead.
+        let _ = std::fs::remove_file(&path);
+    }
+    appended.with_context(|| format!("updating {}", path.display()))
 }
 
 /// Replaces the secret of the live key `name`: the old secret stops working on the next request.
