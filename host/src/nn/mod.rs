@@ -4,6 +4,7 @@
 
 mod args;
 pub mod choice;
+pub mod context;
 pub mod metered;
 pub mod ort;
 pub mod registry;

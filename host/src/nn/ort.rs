@@ -17,12 +17,11 @@ use ember_function::tract::TractModel;
 use ort::environment::Environment;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, PrimitiveTensorElementType, Tensor as OrtTensor, TensorElementType};
-use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
-};
+use wasmtime_wasi_nn::backend::{BackendError, BackendGraph, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
-use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor};
+use wasmtime_wasi_nn::{Graph, Tensor};
 
+use super::context::{invalid, NamedGraph, SharedGraph};
 use super::{GraphLoader, LoadedGraph};
 
 /// The ONNX Runtime version `scripts/fetch-onnxruntime` installs (the `ort` crate's `api-31`).
@@ -114,7 +113,7 @@ impl GraphLoader for OrtBackend {
     fn load_dir(&self, dir: &Path) -> anyhow::Result<LoadedGraph> {
         let (pool, macs_per_row) = self.load_pool(dir)?;
         Ok(LoadedGraph {
-            graph: Graph::from(Box::new(OrtGraph(Arc::new(pool))) as Box<dyn BackendGraph>),
+            graph: Graph::from(Box::new(SharedGraph(Arc::new(pool))) as Box<dyn BackendGraph>),
             macs_per_row,
         })
     }
@@ -163,67 +162,13 @@ impl SessionPool {
     }
 }
 
-/// A loaded graph, shared by every execution context.
-struct OrtGraph(Arc<SessionPool>);
-
-impl BackendGraph for OrtGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        Ok(ExecutionContext::from(Box::new(OrtContext {
-            pool: self.0.clone(),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-        })
-            as Box<dyn BackendExecutionContext>))
-    }
-}
-
-/// One execution of a shared graph.
-struct OrtContext {
-    pool: Arc<SessionPool>,
-    inputs: Vec<NamedTensor>,
-    outputs: Vec<NamedTensor>,
-}
-
-impl BackendExecutionContext for OrtContext {
-    fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
-        let name = match id {
-            Id::Name(name) => name,
-            Id::Index(i) => self
-                .pool
-                .inputs
-                .get(i as usize)
-                .cloned()
-                .ok_or_else(|| invalid(format!("no input #{i}")))?,
-        };
-        self.inputs.retain(|t| t.name != name);
-        self.inputs.push(NamedTensor {
-            name,
-            tensor: tensor.clone(),
-        });
-        Ok(())
+impl NamedGraph for SessionPool {
+    fn input_names(&self) -> &[String] {
+        &self.inputs
     }
 
-    fn get_output(&mut self, id: Id) -> Result<Tensor, BackendError> {
-        let found = match &id {
-            Id::Name(name) => self.outputs.iter().find(|t| &t.name == name),
-            Id::Index(i) => self.outputs.get(*i as usize),
-        };
-        found
-            .map(|t| t.tensor.clone())
-            .ok_or_else(|| invalid(format!("no output {id:?}")))
-    }
-
-    fn compute(
-        &mut self,
-        inputs: Option<Vec<NamedTensor>>,
-    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        match inputs {
-            Some(inputs) => self.pool.run(inputs).map(Some),
-            None => {
-                self.outputs = self.pool.run(std::mem::take(&mut self.inputs))?;
-                Ok(None)
-            }
-        }
+    fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+        SessionPool::run(self, inputs)
     }
 }
 
@@ -293,10 +238,6 @@ fn from_ort(value: &DynValue) -> Result<Tensor, BackendError> {
 
 fn ort_error(error: impl std::fmt::Display) -> BackendError {
     BackendError::BackendAccess(wasmtime::format_err!("onnxruntime: {error}"))
-}
-
-fn invalid(message: String) -> BackendError {
-    BackendError::BackendAccess(wasmtime::format_err!("{message}"))
 }
 
 #[cfg(test)]

@@ -11,12 +11,11 @@ use anyhow::Context as _;
 use ember_contract::names::GRAPH_FILE;
 use ember_function::tract::TractModel;
 use tract_onnx::prelude::{DatumType, IntoTValue, TValue, Tensor as TractTensor};
-use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
-};
+use wasmtime_wasi_nn::backend::{BackendError, BackendGraph, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
-use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor};
+use wasmtime_wasi_nn::{Graph, Tensor};
 
+use super::context::{invalid, NamedGraph, SharedGraph};
 use super::{GraphLoader, LoadedGraph};
 
 /// Loads ONNX graphs with tract.
@@ -34,14 +33,11 @@ impl GraphLoader for TractBackend {
             0
         });
         Ok(LoadedGraph {
-            graph: Graph::from(Box::new(TractGraph(Arc::new(model))) as Box<dyn BackendGraph>),
+            graph: Graph::from(Box::new(SharedGraph(Arc::new(model))) as Box<dyn BackendGraph>),
             macs_per_row,
         })
     }
 }
-
-/// A loaded graph: a reference to its model, shared by every execution context.
-pub struct TractGraph(Arc<TractModel>);
 
 /// Runs a model on `wasi:nn` tensors.
 pub fn run_named(
@@ -65,64 +61,13 @@ pub fn run_named(
         .collect()
 }
 
-impl BackendGraph for TractGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        Ok(ExecutionContext::from(Box::new(TractContext {
-            graph: self.0.clone(),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-        })
-            as Box<dyn BackendExecutionContext>))
-    }
-}
-
-/// One execution of a shared graph.
-struct TractContext {
-    graph: Arc<TractModel>,
-    inputs: Vec<NamedTensor>,
-    outputs: Vec<NamedTensor>,
-}
-
-impl BackendExecutionContext for TractContext {
-    fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
-        let name = match id {
-            Id::Name(name) => name,
-            Id::Index(i) => self
-                .graph
-                .inputs
-                .get(i as usize)
-                .cloned()
-                .ok_or_else(|| invalid(format!("no input #{i}")))?,
-        };
-        self.inputs.retain(|t| t.name != name);
-        self.inputs.push(NamedTensor {
-            name,
-            tensor: tensor.clone(),
-        });
-        Ok(())
+impl NamedGraph for TractModel {
+    fn input_names(&self) -> &[String] {
+        &self.inputs
     }
 
-    fn get_output(&mut self, id: Id) -> Result<Tensor, BackendError> {
-        let found = match &id {
-            Id::Name(name) => self.outputs.iter().find(|t| &t.name == name),
-            Id::Index(i) => self.outputs.get(*i as usize),
-        };
-        found
-            .map(|t| t.tensor.clone())
-            .ok_or_else(|| invalid(format!("no output {id:?}")))
-    }
-
-    fn compute(
-        &mut self,
-        inputs: Option<Vec<NamedTensor>>,
-    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        match inputs {
-            Some(inputs) => run_named(&self.graph, inputs).map(Some),
-            None => {
-                self.outputs = run_named(&self.graph, std::mem::take(&mut self.inputs))?;
-                Ok(None)
-            }
-        }
+    fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+        run_named(self, inputs)
     }
 }
 
@@ -167,10 +112,6 @@ fn from_tract(value: &TValue) -> Result<Tensor, BackendError> {
 
 fn tract_error(error: impl std::fmt::Display) -> BackendError {
     BackendError::BackendAccess(wasmtime::format_err!("tract: {error:#}"))
-}
-
-fn invalid(message: String) -> BackendError {
-    BackendError::BackendAccess(wasmtime::format_err!("{message}"))
 }
 
 #[cfg(test)]
