@@ -19,7 +19,7 @@ use crate::front::{Front, IdleClock};
 use crate::manifest::{Manifest, SpinRoute, DEFAULT_MANIFEST};
 use crate::metering::meter::MeteringArgs;
 use crate::nn::registry::{GraphStore, DEFAULT_MODELS_DIR};
-use crate::nn::NnArgs;
+use crate::nn::{Backends, NnArgs};
 use crate::outcomes::{Outcomes, OutcomesArgs};
 use crate::preinit;
 use crate::runtime::{Runtime, RuntimeArgs, RuntimeConfig};
@@ -83,6 +83,8 @@ pub struct UpArgs {
 /// Starts the server and runs until interrupted.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    // ONNX Runtime's library loads while the rest starts up; `serve` waits for it before "ready".
+    let backends = Arc::new(args.nn.load_backends());
     // Resolved before the server's runtime starts: pre-initializing runs a runtime of its own.
     let function = ServedFunction::resolve(&args)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -92,13 +94,18 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     runtime
         .enable_all()
         .build()?
-        .block_on(serve(args, function, started))
+        .block_on(serve(args, function, backends, started))
 }
 
-async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyhow::Result<()> {
+async fn serve(
+    args: UpArgs,
+    function: ServedFunction,
+    backends: Arc<Backends>,
+    started: Instant,
+) -> anyhow::Result<()> {
     let graphs = Arc::new(GraphStore::new(
         DirCatalog::new(&function.models),
-        args.nn.loader()?,
+        Box::new(backends.clone()),
     ));
     if args.nn.preload {
         graphs
@@ -145,6 +152,8 @@ async fn serve(args: UpArgs, function: ServedFunction, started: Instant) -> anyh
         outcomes: outcomes.clone(),
         idle: IdleClock::default(),
     });
+    // A backend that cannot be had (`--backend ort` without the library) stops the start.
+    backends.wait()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -2,6 +2,8 @@
 //! graphs load and when idle ones unload (scale to zero), and the task that unloads them.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::choice::{BackendChoice, Engine};
@@ -38,20 +40,68 @@ pub struct NnArgs {
     pub ort_library: Option<PathBuf>,
 }
 
+/// The backends, being chosen on a thread of their own until [`Backends::wait`] has them.
+pub struct Backends {
+    choosing: Mutex<Option<anyhow::Result<JoinHandle<anyhow::Result<BackendChoice>>>>>,
+    chosen: OnceLock<Result<BackendChoice, String>>,
+}
+
+impl Backends {
+    /// The backends, once chosen (waiting for that the first time); the reason they could not be.
+    pub fn wait(&self) -> anyhow::Result<&BackendChoice> {
+        let chosen = self.chosen.get_or_init(|| {
+            let choosing = self
+                .choosing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            match choosing {
+                Some(Ok(thread)) => match thread.join() {
+                    Ok(chosen) => chosen.map_err(|e| format!("{e:#}")),
+                    Err(_) => Err("choosing the inference backend panicked".into()),
+                },
+                Some(Err(error)) => Err(format!("{error:#}")),
+                None => Err("the inference backends were already being waited for".into()),
+            }
+        });
+        chosen.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+impl GraphLoader for Arc<Backends> {
+    fn load_dir(&self, dir: &std::path::Path) -> anyhow::Result<super::LoadedGraph> {
+        self.wait()?.load_dir(dir)
+    }
+}
+
 impl NnArgs {
+    /// Starts choosing the backends on a thread of its own (loading ONNX Runtime's library takes
+    /// tens of milliseconds), so the rest of the start-up runs meanwhile; see [`Backends::wait`].
+    pub fn load_backends(&self) -> Backends {
+        let args = self.clone();
+        let choosing = std::thread::Builder::new()
+            .name("ember-backends".into())
+            .spawn(move || args.choose())
+            .map_err(|e| anyhow::anyhow!("starting the backends' loader: {e}"));
+        Backends {
+            choosing: Mutex::new(Some(choosing)),
+            chosen: OnceLock::new(),
+        }
+    }
+
     /// The backends `--backend` asks for: ONNX Runtime (for `auto`, if its library loads) and
     /// tract, with the default for versions whose `model.toml` names none. The log says which and
     /// why.
-    pub fn loader(&self) -> anyhow::Result<Box<dyn GraphLoader>> {
+    fn choose(&self) -> anyhow::Result<BackendChoice> {
         if self.backend == Backend::Tract {
             tracing::info!(
                 backend = "tract",
                 "inference backend: tract (--backend tract)"
             );
-            return Ok(Box::new(BackendChoice {
+            return Ok(BackendChoice {
                 ort: None,
                 default: Engine::Tract,
-            }));
+            });
         }
         let library = self.ort_library.clone().or_else(ort::default_library);
         let loaded = match &library {
@@ -62,14 +112,14 @@ impl NnArgs {
             )),
             None => Err(anyhow::anyhow!("no HOME to find ONNX Runtime's library in")),
         };
-        let choice = match (loaded, self.backend) {
+        match (loaded, self.backend) {
             (Ok(backend), _) => {
                 let library = library.unwrap_or_default();
                 tracing::info!(backend = "ort", library = %library.display(), "inference backend: ONNX Runtime");
-                BackendChoice {
+                Ok(BackendChoice {
                     ort: Some(backend),
                     default: Engine::Ort,
-                }
+                })
             }
             (Err(error), Backend::Auto) => {
                 tracing::info!(
@@ -77,14 +127,13 @@ impl NnArgs {
                     reason = format!("{error:#}"),
                     "inference backend: tract, as ONNX Runtime is not available"
                 );
-                BackendChoice {
+                Ok(BackendChoice {
                     ort: None,
                     default: Engine::Tract,
-                }
+                })
             }
-            (Err(error), _) => return Err(error.context("--backend ort")),
-        };
-        Ok(Box::new(choice))
+            (Err(error), _) => Err(error.context("--backend ort")),
+        }
     }
 
     /// How long a graph (and an instance holding it) may go unused before it is unloaded.

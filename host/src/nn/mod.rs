@@ -12,7 +12,7 @@ pub mod tract;
 
 use std::path::Path;
 
-pub use self::args::{Backend, NnArgs};
+pub use self::args::{Backend, Backends, NnArgs};
 use ember_contract::reference::ReferenceTensor;
 use wasmtime_wasi_nn::Graph;
 

@@ -77,36 +77,44 @@ impl OrtBackend {
     /// Loads `<dir>/model.onnx` as a pool of sessions; returns it with the graph's MACs per row.
     fn load_pool(&self, dir: &Path) -> anyhow::Result<(SessionPool, u64)> {
         let path = dir.join(GRAPH_FILE);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let sessions = (0..self.sessions_per_graph)
-            .map(|_| {
-                Session::builder(&self.environment)?
-                    .with_intra_threads(1)?
-                    .with_inter_threads(1)?
-                    .with_intra_op_spinning(false)?
-                    .commit_from_memory(&bytes)
-            })
-            .collect::<Result<Vec<_>, _>>()
+        let model = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let first = new_session(&self.environment, &model)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let names = |outlets: &[ort::value::Outlet]| -> Vec<String> {
             outlets.iter().map(|o| o.name().to_string()).collect()
         };
-        let (inputs, outputs) = (names(sessions[0].inputs()), names(sessions[0].outputs()));
-        let macs_per_row = TractModel::parse(&bytes)
+        let (inputs, outputs) = (names(first.inputs()), names(first.outputs()));
+        let macs_per_row = TractModel::parse(&model)
             .ok()
             .and_then(|model| model.macs_per_row)
             .unwrap_or_else(|| {
                 tracing::warn!(path = %path.display(), "graph cost unknown (tract cannot read it); inference MACs are reported as 0");
                 0
             });
+        // One session now; the others when requests overlap (loading is on a request's path).
+        let sessions = std::iter::once(Some(first))
+            .chain((1..self.sessions_per_graph).map(|_| None))
+            .map(Mutex::new)
+            .collect();
         let pool = SessionPool {
-            sessions: sessions.into_iter().map(Mutex::new).collect(),
+            sessions,
+            environment: self.environment.clone(),
+            model,
             next: AtomicUsize::new(0),
             inputs,
             outputs,
         };
         Ok((pool, macs_per_row))
     }
+}
+
+/// A session that runs its operators on the calling thread.
+fn new_session(environment: &Environment, model: &[u8]) -> ort::Result<Session> {
+    Session::builder(environment)?
+        .with_intra_threads(1)?
+        .with_inter_threads(1)?
+        .with_intra_op_spinning(false)?
+        .commit_from_memory(model)
 }
 
 impl GraphLoader for OrtBackend {
@@ -119,26 +127,35 @@ impl GraphLoader for OrtBackend {
     }
 }
 
-/// One graph's sessions and its declared input and output names.
+/// One graph's sessions (up to one per core, made as requests come to overlap) and its declared
+/// input and output names.
 struct SessionPool {
-    sessions: Vec<Mutex<Session>>,
+    sessions: Vec<Mutex<Option<Session>>>,
+    environment: Environment,
+    model: Vec<u8>,
     next: AtomicUsize,
     inputs: Vec<String>,
     outputs: Vec<String>,
 }
 
 impl SessionPool {
-    /// A free session, else (all busy) the next in turn, waited for.
-    fn session(&self) -> MutexGuard<'_, Session> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let n = self.sessions.len();
-        (0..n)
-            .find_map(|i| self.sessions[(start + i) % n].try_lock().ok())
-            .unwrap_or_else(|| {
-                self.sessions[start % n]
+    /// A free session — the first slot not in use, making its session if it has none yet — else
+    /// (all busy) the next slot in turn, waited for.
+    fn session(&self) -> Result<MutexGuard<'_, Option<Session>>, BackendError> {
+        let mut slot = self.sessions.iter().find_map(|s| s.try_lock().ok());
+        let mut slot = match slot.take() {
+            Some(free) => free,
+            None => {
+                let n = self.sessions.len();
+                self.sessions[self.next.fetch_add(1, Ordering::Relaxed) % n]
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-            })
+            }
+        };
+        if slot.is_none() {
+            *slot = Some(new_session(&self.environment, &self.model).map_err(ort_error)?);
+        }
+        Ok(slot)
     }
 
     /// Runs the graph on `inputs`; the outputs come in the graph's declared order.
@@ -147,7 +164,8 @@ impl SessionPool {
             .into_iter()
             .map(|t| Ok((t.name, SessionInputValue::from(to_ort(&t.tensor)?))))
             .collect::<Result<Vec<_>, BackendError>>()?;
-        let mut session = self.session();
+        let mut slot = self.session()?;
+        let session = slot.as_mut().expect("a slot handed out holds a session");
         let outputs = session.run(values).map_err(ort_error)?;
         self.outputs
             .iter()
@@ -294,8 +312,8 @@ mod tests {
         let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
         let (pool, _) = backend.load_pool(&models.join("digits/1")).unwrap();
         let reference = Reference::read(&models, "digits", "1").unwrap();
-        // One request is inside a session: the next takes the other one instead of waiting.
-        let busy = pool.session();
+        // One request is inside a session: the next makes and takes another instead of waiting.
+        let busy = pool.session().unwrap();
         for _ in 0..3 {
             let input = reference_tensor(&reference.cases[0].inputs[0]);
             assert_eq!(pool.run(vec![input]).unwrap().len(), 1);
