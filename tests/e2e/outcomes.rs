@@ -344,6 +344,15 @@ fn an_accuracy_drop_raises_an_alert_and_the_hook_receives_the_evidence() {
     );
 }
 
+/// The actions of a rollout history, but for its waits for evidence.
+fn actions(history: &str) -> Vec<&str> {
+    history
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .filter(|a| *a != "holding")
+        .collect()
+}
+
 /// The rollout's recorded decisions: `ember models rollout credit-risk`.
 fn rollout_history(models: &Path, ledger: &Path) -> String {
     models_cli(models, Some(ledger), &["rollout", "credit-risk"])
@@ -402,11 +411,7 @@ fn a_guarded_rollout_of_a_worse_version_rolls_back_at_its_first_step() {
     });
 
     let history = rollout_history(&models, &ledger);
-    let actions: Vec<&str> = history
-        .lines()
-        .map(|l| l.split_whitespace().nth(1).unwrap())
-        .filter(|a| *a != "holding")
-        .collect();
+    let actions = actions(&history);
     assert_eq!(actions, ["started", "rolled_back"], "{history}");
     assert!(history.contains("accuracy>=baseline"), "{history}");
     let routing = routing(&models);
@@ -464,11 +469,7 @@ fn a_guarded_rollout_of_a_better_version_completes_to_100_percent() {
         });
     }
     let history = rollout_history(&models, &ledger);
-    let actions: Vec<&str> = history
-        .lines()
-        .map(|l| l.split_whitespace().nth(1).unwrap())
-        .filter(|a| *a != "holding")
-        .collect();
+    let actions = actions(&history);
     assert_eq!(actions, ["started", "advanced", "completed"], "{history}");
     let routing = routing(&models);
     assert_eq!(routing["aliases"], json!({"stable": "1"}));

@@ -40,3 +40,37 @@ pub fn reference_tensor(tensor: &ReferenceTensor) -> wasmtime_wasi_nn::backend::
         tensor: wasmtime_wasi_nn::Tensor::new(dims, wasmtime_wasi_nn::wit::TensorType::Fp32, data),
     }
 }
+
+/// Asserts that `run` gives every reference case of `model` `version` (its first output) within
+/// `tolerance` of onnxruntime's: the backends' shared check against `reference.json`.
+#[cfg(test)]
+pub(crate) fn assert_matches_reference(
+    model: &str,
+    version: &str,
+    tolerance: f32,
+    mut run: impl FnMut(
+        wasmtime_wasi_nn::backend::NamedTensor,
+    ) -> Vec<wasmtime_wasi_nn::backend::NamedTensor>,
+) {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let reference = ember_contract::reference::Reference::read(&models, model, version).unwrap();
+    let floats = |t: &wasmtime_wasi_nn::Tensor| -> Vec<f32> {
+        t.data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    for case in &reference.cases {
+        let outputs = run(reference_tensor(&case.inputs[0]));
+        let expected = reference_tensor(&case.outputs[0]).tensor;
+        assert_eq!(outputs[0].name, case.outputs[0].name);
+        assert_eq!(outputs[0].tensor.dimensions, expected.dimensions);
+        for (a, e) in floats(&outputs[0].tensor).iter().zip(floats(&expected)) {
+            assert!(
+                (a - e).abs() <= tolerance,
+                "{model} v{version} {}: {a} vs {e}",
+                case.name
+            );
+        }
+    }
+}

@@ -261,7 +261,7 @@ fn ort_error(error: impl std::fmt::Display) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::reference_tensor;
+    use crate::nn::{assert_matches_reference, reference_tensor};
     use ember_contract::reference::Reference;
 
     /// The backend over the library scripts/setup installs; the test says how to get it.
@@ -284,24 +284,7 @@ mod tests {
                 .load_pool(&models.join(model).join(version))
                 .unwrap();
             assert!(macs_per_row > 0, "{model}: cost from tract's model");
-            let reference = Reference::read(&models, model, version).unwrap();
-            // More cases than sessions: every session of the pool answers some.
-            for case in &reference.cases {
-                let input = reference_tensor(&case.inputs[0]);
-                let outputs = pool.run(vec![input]).unwrap();
-                let expected = reference_tensor(&case.outputs[0]).tensor;
-                assert_eq!(outputs[0].name, case.outputs[0].name);
-                assert_eq!(outputs[0].tensor.dimensions, expected.dimensions);
-                let floats = |t: &Tensor| -> Vec<f32> {
-                    t.data
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                        .collect()
-                };
-                for (a, e) in floats(&outputs[0].tensor).iter().zip(floats(&expected)) {
-                    assert!((a - e).abs() <= 1e-5, "{model} v{version}: {a} vs {e}");
-                }
-            }
+            assert_matches_reference(model, version, 1e-5, |input| pool.run(vec![input]).unwrap());
         }
     }
 

@@ -117,32 +117,17 @@ fn tract_error(error: impl std::fmt::Display) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::reference_tensor;
-    use ember_contract::reference::Reference;
+    use crate::nn::assert_matches_reference;
 
     #[test]
     fn bundled_models_match_their_onnxruntime_reference_outputs() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
         for (model, version) in [("credit-risk", "1"), ("credit-risk", "3"), ("digits", "1")] {
-            let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
             let dir = models.join(model).join(version);
             let graph = TractModel::parse(&std::fs::read(dir.join(GRAPH_FILE)).unwrap()).unwrap();
-            let reference = Reference::read(&models, model, version).unwrap();
-            for case in &reference.cases {
-                let input = reference_tensor(&case.inputs[0]);
-                let outputs = run_named(&graph, vec![input]).unwrap();
-                let expected = reference_tensor(&case.outputs[0]).tensor;
-                assert_eq!(outputs[0].name, case.outputs[0].name);
-                assert_eq!(outputs[0].tensor.dimensions, expected.dimensions);
-                let floats = |t: &Tensor| -> Vec<f32> {
-                    t.data
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                        .collect()
-                };
-                for (a, e) in floats(&outputs[0].tensor).iter().zip(floats(&expected)) {
-                    assert!((a - e).abs() < 1e-4, "{model} {}: {a} vs {e}", case.name);
-                }
-            }
+            assert_matches_reference(model, version, 1e-4, |input| {
+                run_named(&graph, vec![input]).unwrap()
+            });
         }
     }
 
