@@ -418,24 +418,20 @@ mod tests {
             (r.total, r.hits)
         };
         assert_eq!(rate(&recent, "1"), (2, 1));
-        // Version 1 failed and version 2 answered in its place.
-        invoked("c", now - 10, "2", 200);
-        conn.execute(
-            "INSERT INTO decisions (invocation_id, model, model_version, started_at_us,
-                 input_sha256, features, output, fallback_from)
-             VALUES ('c', 'm', '2', ?1, '', '[]', '{}', '1')",
-            [now - 10],
-        )
-        .unwrap();
-        // Version 1 failed again and its declared default answer stood in for it.
-        invoked("d", now - 5, "1", 200);
-        conn.execute(
-            "INSERT INTO decisions (invocation_id, model, model_version, started_at_us,
-                 input_sha256, features, output, fallback_from)
-             VALUES ('d', 'm', '1', ?1, '', '[]', '{}', '1')",
-            [now - 5],
-        )
-        .unwrap();
+        // An answer by `version` standing in for version 1, which failed.
+        let fell_back = |id: &str, at_us: i64, version: &str| {
+            invoked(id, at_us, version, 200);
+            conn.execute(
+                "INSERT INTO decisions (invocation_id, model, model_version, started_at_us,
+                     input_sha256, features, output, fallback_from)
+                 VALUES (?1, 'm', ?2, ?3, '', '[]', '{}', '1')",
+                params![id, version, at_us],
+            )
+            .unwrap();
+        };
+        // Version 2 answered in its place; then its declared default answer did.
+        fell_back("c", now - 10, "2");
+        fell_back("d", now - 5, "1");
         recent.catch_up(&conn, now).unwrap();
         assert_eq!((rate(&recent, "1"), rate(&recent, "2")), ((4, 3), (0, 0)));
         // Once the window has moved past them, they no longer count.
