@@ -161,7 +161,7 @@ impl Loaded {
         let prepared = prepare(&self.spec, &parse_json(body.as_bytes())?)?;
         let outputs = self.infer(vec![prepared.input]).await?;
         let result = finish(&self.spec, &outputs)?;
-        Ok(Prediction::new(&self.spec, &result).to_json())
+        Ok(Prediction::new(&self.spec, &result, prepared.top_k).to_json())
     }
 
     async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError> {

@@ -255,13 +255,26 @@ fn predict_request(spec: &ModelSpec) -> Value {
             "additionalProperties": false,
         });
     }
+    let top_k = spec
+        .vision
+        .as_ref()
+        .map_or(1, |v| v.top_k.min(spec.labels.len()));
     json!({
         "type": "object",
-        "properties": { "image": {
-            "type": "string",
-            "description": "A PNG or JPEG image, base64 (a data: URL is accepted), any size; resized in the function",
-            "contentEncoding": "base64",
-        }},
+        "properties": {
+            "image": {
+                "type": "string",
+                "description": "A PNG or JPEG image, base64 (a data: URL is accepted), any size; resized in the function",
+                "contentEncoding": "base64",
+            },
+            "top_k": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": spec.labels.len(),
+                "default": top_k,
+                "description": "How many of the most probable classes the reply lists",
+            },
+        },
         "required": ["image"],
         "additionalProperties": false,
     })
@@ -406,6 +419,19 @@ fn common_schemas() -> Map<String, Value> {
                 "confidence": { "type": "number", "minimum": 0, "maximum": 1 },
                 "probabilities": { "type": "array", "items": { "type": "number" } },
                 "labels": { "type": "array", "items": { "type": "string" } },
+                "top_k": {
+                    "type": "array",
+                    "description": "Vision models: the most probable classes, most probable first",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "index": { "type": "integer", "minimum": 0 },
+                            "label": { "type": "string" },
+                            "probability": { "type": "number", "minimum": 0, "maximum": 1 },
+                        },
+                        "required": ["index", "label", "probability"],
+                    },
+                },
                 "timestamp": { "type": "string", "format": "date-time" },
                 "fallback": {
                     "type": "object",

@@ -20,6 +20,34 @@ pub struct Classification {
     pub probabilities: Vec<f64>,
 }
 
+/// One of a classifier's most probable classes, as a reply's `top_k` lists them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ranked {
+    /// Index of the class.
+    pub index: usize,
+    /// Its label.
+    pub label: String,
+    /// Its probability.
+    pub probability: f64,
+}
+
+impl Classification {
+    /// The `k` most probable classes, most probable first (ties in label order).
+    pub fn top_k(&self, labels: &[String], k: usize) -> Vec<Ranked> {
+        let mut order: Vec<usize> = (0..self.probabilities.len()).collect();
+        order.sort_by(|a, b| self.probabilities[*b].total_cmp(&self.probabilities[*a]));
+        order
+            .into_iter()
+            .take(k)
+            .map(|index| Ranked {
+                index,
+                label: labels[index].clone(),
+                probability: self.probabilities[index],
+            })
+            .collect()
+    }
+}
+
 /// Numerically stable softmax, computed in f64.
 pub fn softmax(logits: &[f64]) -> Vec<f64> {
     let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -75,6 +103,24 @@ mod tests {
         let p = softmax(&[1000.0, 1001.0, 999.0]);
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert!(p[1] > p[0] && p[0] > p[2]);
+    }
+
+    #[test]
+    fn top_k_lists_the_most_probable_classes_first_and_keeps_ties_in_label_order() {
+        let labels: Vec<String> = ["a", "b", "c", "d"].map(String::from).into();
+        let result = Classification {
+            prediction: 1,
+            label: "b".into(),
+            confidence: 0.4,
+            probabilities: vec![0.2, 0.4, 0.2, 0.2],
+        };
+        let top = result.top_k(&labels, 3);
+        let top: Vec<(usize, &str, f64)> = top
+            .iter()
+            .map(|r| (r.index, r.label.as_str(), r.probability))
+            .collect();
+        assert_eq!(top, [(1, "b", 0.4), (0, "a", 0.2), (2, "c", 0.2)]);
+        assert_eq!(result.top_k(&labels, 9).len(), 4);
     }
 
     #[test]

@@ -133,6 +133,11 @@ pub struct VisionSpec {
     pub width: u32,
     /// Target height in pixels.
     pub height: u32,
+    /// When set, the image's shorter side is resized to this many pixels (keeping its aspect ratio)
+    /// and the centre `width` x `height` cropped, as ImageNet models expect; otherwise the image
+    /// is stretched to `width` x `height`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shorter_side: Option<u32>,
     /// Channel layout the model expects.
     pub channels: Channels,
     /// Whether to invert intensities (dark ink on light paper → light on dark).
@@ -142,6 +147,17 @@ pub struct VisionSpec {
     pub mean: Vec<f32>,
     /// Per-channel standard deviation dividing the result.
     pub std: Vec<f32>,
+    /// How many of the most probable classes a reply lists when the request does not say
+    /// (`top_k`); at most the number of labels.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+}
+
+/// Replies list the five most probable classes unless the model or the request says otherwise.
+pub const DEFAULT_TOP_K: usize = 5;
+
+fn default_top_k() -> usize {
+    DEFAULT_TOP_K
 }
 
 /// Channel layout of a vision input.
@@ -240,6 +256,15 @@ impl ModelSpec {
                 }
                 if vision.std.iter().any(|s| *s <= 0.0) {
                     return Err("vision std must be positive".into());
+                }
+                if vision
+                    .shorter_side
+                    .is_some_and(|side| side < vision.width.max(vision.height))
+                {
+                    return Err("vision shorter_side must cover width and height".into());
+                }
+                if vision.top_k == 0 {
+                    return Err("vision top_k must be at least 1".into());
                 }
             }
             _ => return Err("a model declares exactly one of [tabular] or [vision]".into()),

@@ -1,4 +1,5 @@
-//! Vision preprocessing: `{"image": "<base64 PNG or JPEG>"}` → a normalized `[1, C, H, W]` FP32 tensor.
+//! Vision preprocessing: `{"image": "<base64 PNG or JPEG>", "top_k": k}` → a normalized
+//! `[1, C, H, W]` FP32 tensor (and how many ranked classes the reply lists).
 
 use base64::Engine as _;
 use image::imageops::FilterType;
@@ -15,6 +16,42 @@ pub const MAX_IMAGE_SIDE: u32 = 8192;
 /// Largest decoder allocation, in bytes: bounds decompression bombs.
 pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// The fields a vision request may carry.
+const FIELDS: [&str; 2] = ["image", "top_k"];
+
+/// How many ranked classes the reply lists: the request's `top_k` (1 to the number of `labels`),
+/// else the model's default.
+pub fn top_k(spec: &VisionSpec, labels: usize, body: &Value) -> Result<usize, ApiError> {
+    let Some(value) = body.get("top_k") else {
+        return Ok(spec.top_k.min(labels));
+    };
+    let k = match value {
+        Value::Number(n) if n.is_i64() || n.is_u64() => n.as_i64().unwrap_or(i64::MAX),
+        Value::Number(_) => {
+            return Err(ApiError::invalid(
+                Code::NotAnInteger,
+                "top_k",
+                format!("field 'top_k' must be a whole number, got {value}"),
+            ))
+        }
+        other => {
+            return Err(ApiError::invalid(
+                Code::WrongType,
+                "top_k",
+                format!("field 'top_k' must be a number, got {}", json_type(other)),
+            ))
+        }
+    };
+    if k < 1 || k > labels as i64 {
+        return Err(ApiError::invalid(
+            Code::OutOfRange,
+            "top_k",
+            format!("field 'top_k' must be between 1 and {labels}, got {k}"),
+        ));
+    }
+    Ok(k as usize)
+}
+
 /// Decodes, converts, resizes and normalizes the request's image for the model.
 pub fn to_tensor(spec: &VisionSpec, body: &Value) -> Result<Tensor, ApiError> {
     let object = body.as_object().ok_or_else(|| {
@@ -24,11 +61,11 @@ pub fn to_tensor(spec: &VisionSpec, body: &Value) -> Result<Tensor, ApiError> {
             "the body must be a JSON object {\"image\": \"<base64 PNG or JPEG>\"}",
         )
     })?;
-    if let Some(key) = object.keys().find(|k| k.as_str() != "image") {
+    if let Some(key) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(ApiError::invalid(
             Code::UnknownField,
             key.as_str(),
-            format!("unknown field '{key}'; a vision request carries only 'image'"),
+            format!("unknown field '{key}'; a vision request carries only 'image' and 'top_k'"),
         ));
     }
     let encoded = match object.get("image") {
@@ -102,23 +139,42 @@ fn decode_image(bytes: &[u8]) -> Result<DynamicImage, ApiError> {
     })
 }
 
-/// `pixel / 255` (inverted if declared), resized to the model's size, then `(x - mean) / std`,
+/// The image at the model's size: its shorter side resized to `shorter_side` and the centre
+/// cropped when the model declares one, else stretched. Bilinear (antialiased when shrinking).
+fn fit(spec: &VisionSpec, image: DynamicImage) -> DynamicImage {
+    let (w, h) = (spec.width, spec.height);
+    let Some(side) = spec.shorter_side else {
+        return if image.width() == w && image.height() == h {
+            image
+        } else {
+            image.resize_exact(w, h, FilterType::Triangle)
+        };
+    };
+    let (iw, ih) = (image.width(), image.height());
+    let scale = side as f64 / iw.min(ih) as f64;
+    let (rw, rh) = if iw <= ih {
+        (side, ((ih as f64 * scale).round() as u32).max(side))
+    } else {
+        (((iw as f64 * scale).round() as u32).max(side), side)
+    };
+    let resized = if (rw, rh) == (iw, ih) {
+        image
+    } else {
+        image.resize_exact(rw, rh, FilterType::Triangle)
+    };
+    resized.crop_imm((rw - w) / 2, (rh - h) / 2, w, h)
+}
+
+/// `pixel / 255` (inverted if declared), fitted to the model's size, then `(x - mean) / std`,
 /// laid out channel-first.
 fn normalize(spec: &VisionSpec, image: DynamicImage) -> Tensor {
     let (w, h) = (spec.width, spec.height);
-    let resize = |img: DynamicImage| {
-        if img.width() == w && img.height() == h {
-            img
-        } else {
-            img.resize_exact(w, h, FilterType::Triangle)
-        }
-    };
     let channels = spec.channels.count();
     let plane = (w * h) as usize;
     let mut data = vec![0f32; channels * plane];
     let pixels: Vec<u8> = match spec.channels {
-        Channels::Grayscale => resize(DynamicImage::ImageLuma8(image.to_luma8())).into_bytes(),
-        Channels::Rgb => resize(DynamicImage::ImageRgb8(image.to_rgb8())).into_bytes(),
+        Channels::Grayscale => fit(spec, DynamicImage::ImageLuma8(image.to_luma8())).into_bytes(),
+        Channels::Rgb => fit(spec, DynamicImage::ImageRgb8(image.to_rgb8())).into_bytes(),
     };
     for (i, px) in pixels.iter().enumerate() {
         let (pos, c) = (i / channels, i % channels);

@@ -30,18 +30,25 @@ fn spec(model: &str) -> ModelSpec {
 fn the_catalog_lists_every_bundled_model_and_its_specs_check() {
     let catalog = DirCatalog::new(models_dir());
     let names: Vec<String> = catalog.models().into_iter().map(|m| m.name).collect();
-    assert_eq!(names, ["credit-risk", "digits"]);
+    assert_eq!(names, ["credit-risk", "digits", "efficientnet-lite0"]);
     for name in names {
         let spec = catalog.spec(&name, None, Pick::default()).unwrap();
         assert_eq!(spec.name, name);
-        // Unversioned requests go to `stable` (routing.json), which is version 1 for both.
+        // Unversioned requests go to `stable` (routing.json), which is version 1 for each.
         assert_eq!(spec.model_version().to_string(), format!("{name}/1"));
     }
 }
 
 #[test]
 fn every_model_json_is_its_model_toml_without_the_baseline() {
-    for (model, version) in [("credit-risk", "1"), ("credit-risk", "2"), ("digits", "1")] {
+    for (model, version) in [
+        ("credit-risk", "1"),
+        ("credit-risk", "2"),
+        ("credit-risk", "3"),
+        ("digits", "1"),
+        ("efficientnet-lite0", "1"),
+        ("efficientnet-lite0", "2"),
+    ] {
         let dir = models_dir().join(model).join(version);
         let toml_text = std::fs::read_to_string(dir.join("model.toml")).unwrap();
         let from_toml = ModelSpec::from_toml(&toml_text).unwrap();
@@ -111,4 +118,81 @@ fn a_spec_with_mismatched_labels_is_refused() {
     assert!(ModelSpec::from_toml(&broken)
         .unwrap_err()
         .contains("labels"));
+}
+
+/// A base64 PNG of a `width` x `height` RGB image whose red channel is `x % 256` and green `y`.
+fn coordinate_png(width: u32, height: u32) -> String {
+    use base64::Engine as _;
+    let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 0]));
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(png)
+}
+
+#[test]
+fn imagenet_preprocessing_crops_the_centre_of_an_image_whose_shorter_side_fits() {
+    let spec = spec("efficientnet-lite0");
+    let vision = spec.vision.as_ref().unwrap();
+    assert_eq!((vision.shorter_side, vision.width), (Some(256), 224));
+    // 300 x 256: no resize; the crop starts at x = (300 - 224) / 2 = 38, y = (256 - 224) / 2 = 16.
+    let body = serde_json::json!({ "image": coordinate_png(300, 256) });
+    let tensor = vision::to_tensor(vision, &body).unwrap();
+    assert_eq!(tensor.shape, vec![1, 3, 224, 224]);
+    let TensorData::F32(data) = tensor.data else {
+        panic!("FP32 expected")
+    };
+    let pixel = |channel: usize, y: usize, x: usize| {
+        let v = data[channel * 224 * 224 + y * 224 + x];
+        ((v * vision.std[channel] + vision.mean[channel]) * 255.0).round() as u32
+    };
+    assert_eq!((pixel(0, 0, 0), pixel(1, 0, 0)), (38, 16));
+    assert_eq!(
+        (pixel(0, 223, 223), pixel(1, 223, 223)),
+        ((38 + 223) % 256, 16 + 223)
+    );
+    assert_eq!(pixel(2, 100, 100), 0);
+}
+
+#[test]
+fn imagenet_preprocessing_resizes_any_shape_to_the_model_input() {
+    let spec = spec("efficientnet-lite0");
+    let vision = spec.vision.as_ref().unwrap();
+    for (w, h) in [(451, 300), (300, 451), (224, 224), (1000, 257), (64, 48)] {
+        let body = serde_json::json!({ "image": coordinate_png(w, h) });
+        let tensor = vision::to_tensor(vision, &body).unwrap();
+        assert_eq!(tensor.shape, vec![1, 3, 224, 224], "{w}x{h}");
+    }
+}
+
+#[test]
+fn top_k_defaults_to_the_model_s_and_is_checked_against_the_labels() {
+    let spec = spec("efficientnet-lite0");
+    let vision = spec.vision.as_ref().unwrap();
+    let image = "";
+    let top_k = |k: serde_json::Value| {
+        vision::top_k(
+            vision,
+            1000,
+            &serde_json::json!({ "image": image, "top_k": k }),
+        )
+    };
+    assert_eq!(
+        vision::top_k(vision, 1000, &serde_json::json!({ "image": image })).unwrap(),
+        5
+    );
+    assert_eq!(top_k(serde_json::json!(1000)).unwrap(), 1000);
+    for (bad, code) in [
+        (serde_json::json!(0), "out_of_range"),
+        (serde_json::json!(1001), "out_of_range"),
+        (serde_json::json!(-3), "out_of_range"),
+        (serde_json::json!(2.5), "not_an_integer"),
+        (serde_json::json!("3"), "wrong_type"),
+    ] {
+        let error = top_k(bad.clone()).unwrap_err();
+        assert_eq!(error.status(), 422, "{bad}");
+        assert_eq!(error.code.to_string(), code, "{bad}");
+        assert_eq!(error.field.as_deref(), Some("top_k"));
+    }
 }

@@ -149,7 +149,17 @@ fn health_metadata_and_pinned_versions_answer() {
     let (status, health) = server.get("/health");
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["models"].as_array().unwrap().len(), 2, "{health}");
+    let names: Vec<&str> = health["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["credit-risk", "digits", "efficientnet-lite0"],
+        "{health}"
+    );
     assert_eq!(server.get("/v2").1["name"], "ember");
     assert_eq!(server.get("/v2/health/live").0, 200);
     assert_eq!(server.get("/v2/health/ready").0, 200);

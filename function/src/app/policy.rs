@@ -28,7 +28,11 @@ impl<C: Catalog, I: Inference> App<C, I> {
             .spec_routed(name, version, &routing, request.pick)?;
         self.remember(&spec);
         let body = predict::json_body(request.content_type, request.body)?;
-        let Prepared { input, features } = predict::prepare(&spec, &body)?;
+        let Prepared {
+            input,
+            features,
+            top_k,
+        } = predict::prepare(&spec, &body)?;
         let (spec, result, fallback) = match self.classify(&spec, input) {
             Ok(result) => (spec, result, None),
             Err(error) if error.status() >= 500 => {
@@ -55,7 +59,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
             .and_then(|v| self.shadow(name, v, &body, result.prediction));
         let reply = Prediction {
             fallback: fallback.as_ref().map(FallbackMark::of),
-            ..Prediction::new(&spec, &result)
+            ..Prediction::new(&spec, &result, top_k)
         }
         .to_json();
         Ok(Response {

@@ -21,13 +21,23 @@ pub struct Prepared {
     pub input: Tensor,
     /// What drift monitoring compares with the training baseline.
     pub features: Vec<f64>,
+    /// How many ranked classes the reply lists (vision models), if any.
+    pub top_k: Option<usize>,
 }
 
 /// Validates and preprocesses a `/predict` body for `spec`.
 pub fn prepare(spec: &ModelSpec, body: &Value) -> Result<Prepared, ApiError> {
     let input = preprocess(spec, body)?;
+    let top_k = match &spec.vision {
+        Some(vision) => Some(vision::top_k(vision, spec.labels.len(), body)?),
+        None => None,
+    };
     let features = drift_features(spec, &input);
-    Ok(Prepared { input, features })
+    Ok(Prepared {
+        input,
+        features,
+        top_k,
+    })
 }
 
 /// The classification the model's outputs make, checked against the spec.

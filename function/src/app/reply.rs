@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::app::predict;
-use crate::postprocess::Classification;
+use crate::postprocess::{Classification, Ranked};
 use crate::spec::ModelSpec;
 use crate::v2::binary::OCTET_STREAM;
 
@@ -118,6 +118,9 @@ pub struct Prediction<'a> {
     pub probabilities: &'a [f64],
     /// The labels, in class order.
     pub labels: &'a [String],
+    /// The most probable classes, most probable first (vision models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<Vec<Ranked>>,
     /// When the answer was made (RFC 3339).
     pub timestamp: String,
     /// Set when this version answered for one that failed.
@@ -149,8 +152,8 @@ impl<'a> FallbackMark<'a> {
 }
 
 impl<'a> Prediction<'a> {
-    /// `spec`'s answer `result`, made now.
-    pub fn new(spec: &'a ModelSpec, result: &'a Classification) -> Self {
+    /// `spec`'s answer `result`, made now, listing the `top_k` most probable classes if asked.
+    pub fn new(spec: &'a ModelSpec, result: &'a Classification, top_k: Option<usize>) -> Self {
         Self {
             model: &spec.name,
             model_version: &spec.version,
@@ -159,6 +162,7 @@ impl<'a> Prediction<'a> {
             confidence: result.confidence,
             probabilities: &result.probabilities,
             labels: &spec.labels,
+            top_k: top_k.map(|k| result.top_k(&spec.labels, k)),
             timestamp: crate::clock::now_rfc3339(),
             fallback: None,
         }
