@@ -26,6 +26,8 @@ pub enum Code {
     UnknownFeature,
     /// A required field is missing.
     MissingField,
+    /// The model does not do what the route asks (e.g. `/v1/embeddings` of a classifier).
+    WrongTask,
     /// A required feature is missing.
     MissingFeature,
     /// A value has the wrong JSON type.
@@ -130,10 +132,11 @@ impl Code {
         match self {
             MalformedJson | UnreadableBody | InvalidOption => 400,
             NotAnObject | UnknownField | UnknownFeature | MissingField | MissingFeature
-            | WrongType | NotFinite | NotAnInteger | OutOfRange | BadBase64 | NotAnImage
-            | ImageTooLarge | DuplicateInput | MissingInput | UnknownInput | UnknownOutput
-            | BatchMismatch | BatchTooLarge | WrongDatatype | WrongDataLength | WrongShape
-            | BinaryDataMismatch | UnsupportedParameter | NoDecision | UnknownLabel => 422,
+            | WrongTask | WrongType | NotFinite | NotAnInteger | OutOfRange | BadBase64
+            | NotAnImage | ImageTooLarge | DuplicateInput | MissingInput | UnknownInput
+            | UnknownOutput | BatchMismatch | BatchTooLarge | WrongDatatype | WrongDataLength
+            | WrongShape | BinaryDataMismatch | UnsupportedParameter | NoDecision
+            | UnknownLabel => 422,
             NoRoute | NotFound | UnknownModel | UnknownVersion | UnknownInvocation => 404,
             DuplicateOutcome => 409,
             MethodNotAllowed => 405,
@@ -169,6 +172,7 @@ impl Code {
             UnknownField => "unknown_field",
             UnknownFeature => "unknown_feature",
             MissingField => "missing_field",
+            WrongTask => "wrong_task",
             MissingFeature => "missing_feature",
             WrongType => "wrong_type",
             NotFinite => "not_finite",

@@ -41,3 +41,8 @@ pub const PRIVATE_PREFIX: &str = "ember-x-";
 
 /// Reply, function→host: the prediction's [`Telemetry`](crate::Telemetry) record as JSON.
 pub const TELEMETRY: &str = "ember-x-telemetry";
+
+/// Request header Ember's host sets for a caller whose API key is limited to some models: the
+/// models, comma-separated. The function enforces it where the model is named in the body
+/// (`/v1/embeddings`); the host removes any a client sends (every [`PRIVATE_PREFIX`] header).
+pub const ALLOWED_MODELS: &str = "ember-x-allowed-models";

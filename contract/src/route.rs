@@ -33,6 +33,8 @@ pub enum Route<'a> {
     V2Ready(ModelRef<'a>),
     /// `POST /v2/models/{model}[/versions/{version}]/infer`.
     V2Infer(ModelRef<'a>),
+    /// `POST /v1/embeddings`: OpenAI-compatible embeddings; the model is named in the body.
+    Embeddings,
 }
 
 impl<'a> Route<'a> {
@@ -69,6 +71,7 @@ impl<'a> Route<'a> {
             ["v2", "models", model, "versions", version, "infer"] => {
                 Route::V2Infer(pinned(model, version))
             }
+            ["v1", "embeddings"] => Route::Embeddings,
             _ => return None,
         })
     }
@@ -95,13 +98,14 @@ impl<'a> Route<'a> {
             Route::V2Metadata(target) => format!("/v2{}", model_path(target, "")),
             Route::V2Ready(target) => format!("/v2{}", model_path(target, "/ready")),
             Route::V2Infer(target) => format!("/v2{}", model_path(target, "/infer")),
+            Route::Embeddings => "/v1/embeddings".to_string(),
         }
     }
 
     /// The method the route takes.
     pub fn method(&self) -> &'static str {
         match self {
-            Route::Predict(_) | Route::V2Infer(_) => "POST",
+            Route::Predict(_) | Route::V2Infer(_) | Route::Embeddings => "POST",
             _ => "GET",
         }
     }
@@ -167,6 +171,7 @@ mod tests {
             Route::OpenApi,
             Route::V2Server,
             Route::V2Health,
+            Route::Embeddings,
         ];
         for target in [named, pinned] {
             routes.extend([

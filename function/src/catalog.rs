@@ -3,8 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use crate::routing::{Pick, Routing};
 use crate::spec::ModelSpec;
+use crate::text::TextEncoder;
 use ember_contract::names::{ROUTING_FILE, SPEC_FILE};
 use ember_contract::{ApiError, Code};
 
@@ -45,6 +48,8 @@ pub trait Catalog {
     fn models(&self) -> Vec<ModelVersions>;
     /// A model's routing (aliases, split, shadow, fallback); the default when it has none.
     fn routing(&self, name: &str) -> Routing;
+    /// The tokenizer of a text model's version (`[text] tokenizer`, beside its graph).
+    fn text_encoder(&self, spec: &ModelSpec) -> Result<Arc<TextEncoder>, ApiError>;
 }
 
 /// A catalog over a models directory laid out as `<name>/<version>/model.{toml,json}`.
@@ -155,6 +160,30 @@ impl DirCatalog {
     }
 }
 
+impl DirCatalog {
+    /// Reads and parses `spec`'s tokenizer; a text model without a readable one is not ready.
+    pub fn read_text_encoder(&self, spec: &ModelSpec) -> Result<TextEncoder, ApiError> {
+        let not_ready = || {
+            ApiError::new(
+                Code::ModelNotReady,
+                format!(
+                    "model '{}' version {} has no usable tokenizer",
+                    spec.name, spec.version
+                ),
+            )
+        };
+        let text = spec.text.as_ref().ok_or_else(not_ready)?;
+        if !is_valid_name(&text.tokenizer) {
+            return Err(not_ready());
+        }
+        let path = self
+            .version_path(&spec.name, &spec.version)
+            .join(&text.tokenizer);
+        let bytes = std::fs::read(path).map_err(|_| not_ready())?;
+        TextEncoder::from_bytes(&bytes, text).map_err(|_| not_ready())
+    }
+}
+
 fn unknown_model(name: &str) -> ApiError {
     ApiError::new(Code::UnknownModel, format!("no model named '{name}'")).with_field("model")
 }
@@ -187,6 +216,10 @@ impl Catalog for DirCatalog {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default()
+    }
+
+    fn text_encoder(&self, spec: &ModelSpec) -> Result<Arc<TextEncoder>, ApiError> {
+        self.read_text_encoder(spec).map(Arc::new)
     }
 
     fn models(&self) -> Vec<ModelVersions> {

@@ -16,6 +16,7 @@ pub mod routing;
 pub mod spec;
 pub mod tabular;
 pub mod tensor;
+pub mod text;
 #[cfg(feature = "tract")]
 pub mod tract;
 pub mod v2;

@@ -6,8 +6,9 @@ use ember_contract::headers;
 use serde_json::{json, Map, Value};
 
 use crate::catalog::ModelVersions;
-use crate::spec::{FeatureKind, ModelSpec};
+use crate::spec::{FeatureKind, ModelSpec, Task};
 use crate::tensor::DataType;
+use crate::text::MAX_TEXTS;
 use crate::v2::{binary, MAX_BATCH};
 
 /// A model with the specs of its versions, ascending.
@@ -80,6 +81,9 @@ pub fn document(models: &[Documented], default_model: &str) -> Value {
                 Some(&versions),
             ),
         );
+    }
+    if let Some(embeddings) = openai_embeddings(models) {
+        paths.insert("/v1/embeddings".into(), embeddings);
     }
     paths.insert(
         "/health".into(),
@@ -197,7 +201,10 @@ fn predict_path(spec: &ModelSpec, what: &str) -> Value {
             "content": json_content(reference(&request_schema_name(spec))),
         },
         "responses": with_errors(
-            json!({ "description": "The prediction", "content": json_content(reference("Prediction")) }),
+            json!({ "description": "The prediction", "content": json_content(reference(match spec.task {
+                Task::Classification => "Prediction",
+                Task::Embedding => "Embeddings",
+            })) }),
             "Error",
         ),
     }})
@@ -255,6 +262,23 @@ fn predict_request(spec: &ModelSpec) -> Value {
             "additionalProperties": false,
         });
     }
+    if spec.text.is_some() {
+        return json!({
+            "type": "object",
+            "properties": {
+                "text": { "type": "string", "description": "One text to embed" },
+                "texts": {
+                    "type": "array",
+                    "items": { "type": "string" },
+                    "minItems": 1,
+                    "maxItems": MAX_TEXTS,
+                    "description": "Texts to embed, answered in order",
+                },
+            },
+            "oneOf": [{ "required": ["text"] }, { "required": ["texts"] }],
+            "additionalProperties": false,
+        });
+    }
     let top_k = spec
         .vision
         .as_ref()
@@ -278,6 +302,49 @@ fn predict_request(spec: &ModelSpec) -> Value {
         "required": ["image"],
         "additionalProperties": false,
     })
+}
+
+/// `POST /v1/embeddings` (OpenAI's embeddings API) over the text models, if there are any.
+fn openai_embeddings(models: &[Documented]) -> Option<Value> {
+    let embedding_models: Vec<&ModelSpec> = models
+        .iter()
+        .filter_map(|m| m.specs.last())
+        .filter(|spec| spec.task == Task::Embedding)
+        .collect();
+    if embedding_models.is_empty() {
+        return None;
+    }
+    let names: Vec<&String> = embedding_models.iter().map(|s| &s.name).collect();
+    let mut dimensions: Vec<usize> = embedding_models.iter().map(|s| s.dimensions()).collect();
+    dimensions.sort_unstable();
+    dimensions.dedup();
+    let request = json!({
+        "type": "object",
+        "properties": {
+            "model": { "type": "string", "enum": names },
+            "input": {
+                "oneOf": [
+                    { "type": "string" },
+                    { "type": "array", "items": { "type": "string" }, "minItems": 1, "maxItems": MAX_TEXTS },
+                ],
+                "description": "A text or texts to embed (token arrays are not accepted)",
+            },
+            "encoding_format": { "enum": ["float", "base64"], "default": "float" },
+            "dimensions": { "type": "integer", "enum": dimensions, "description": "The model's own; vectors are not shortened" },
+            "user": { "type": "string", "description": "Accepted and ignored" },
+        },
+        "required": ["model", "input"],
+        "additionalProperties": false,
+    });
+    Some(json!({ "post": {
+        "summary": "OpenAI-compatible embeddings",
+        "description": "The request and reply of OpenAI's POST /v1/embeddings, so its clients work unchanged",
+        "requestBody": { "required": true, "content": json_content(request) },
+        "responses": with_errors(
+            json!({ "description": "The embeddings", "content": json_content(reference("OpenAIEmbeddings")) }),
+            "Error",
+        ),
+    }}))
 }
 
 fn describe(description: &str, unit: &str) -> String {
@@ -444,6 +511,46 @@ fn common_schemas() -> Map<String, Value> {
                 },
             },
             "required": ["model", "prediction"],
+        },
+        "Embeddings": {
+            "type": "object",
+            "properties": {
+                "model": { "type": "string" },
+                "model_version": { "type": "string" },
+                "embeddings": { "type": "array", "items": { "type": "array", "items": { "type": "number" } } },
+                "dimensions": { "type": "integer", "minimum": 1 },
+                "tokens": { "type": "integer", "minimum": 0, "description": "Tokens embedded, special tokens included" },
+                "timestamp": { "type": "string", "format": "date-time" },
+            },
+            "required": ["model", "model_version", "embeddings", "dimensions", "tokens"],
+        },
+        "OpenAIEmbeddings": {
+            "type": "object",
+            "properties": {
+                "object": { "const": "list" },
+                "data": { "type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "object": { "const": "embedding" },
+                        "index": { "type": "integer", "minimum": 0 },
+                        "embedding": { "oneOf": [
+                            { "type": "array", "items": { "type": "number" } },
+                            { "type": "string", "contentEncoding": "base64", "description": "little-endian float32s" },
+                        ]},
+                    },
+                    "required": ["object", "index", "embedding"],
+                }},
+                "model": { "type": "string" },
+                "usage": {
+                    "type": "object",
+                    "properties": {
+                        "prompt_tokens": { "type": "integer", "minimum": 0 },
+                        "total_tokens": { "type": "integer", "minimum": 0 },
+                    },
+                    "required": ["prompt_tokens", "total_tokens"],
+                },
+            },
+            "required": ["object", "data", "model", "usage"],
         },
         "Health": {
             "type": "object",

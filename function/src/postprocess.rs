@@ -73,6 +73,12 @@ pub fn classify(spec: &ModelSpec, outputs: &[Tensor]) -> Result<Classification, 
     let probabilities = match declared.kind {
         OutputKind::Logits => softmax(&values),
         OutputKind::Probabilities => values,
+        OutputKind::Embedding => {
+            return Err(ApiError::new(
+                Code::WrongTask,
+                format!("model '{}' does not classify", spec.name),
+            ))
+        }
     };
     let (prediction, confidence) =
         probabilities

@@ -16,7 +16,7 @@ pub struct ModelSpec {
     /// One line on what the model predicts.
     #[serde(default)]
     pub description: String,
-    /// Only `classification` is served today.
+    /// What the model does: classify, or embed text.
     pub task: Task,
     /// How the model was produced.
     #[serde(default)]
@@ -24,7 +24,8 @@ pub struct ModelSpec {
     /// What it was trained on.
     #[serde(default)]
     pub trained_on: String,
-    /// Class labels, in output order.
+    /// Class labels, in output order (none for an embedding model).
+    #[serde(default)]
     pub labels: Vec<String>,
     /// Held-out metrics, free-form numbers.
     #[serde(default)]
@@ -37,6 +38,9 @@ pub struct ModelSpec {
     pub tabular: Option<TabularSpec>,
     /// Vision preprocessing: an image into one normalized input tensor.
     pub vision: Option<VisionSpec>,
+    /// Text preprocessing: texts tokenized into id, mask and type tensors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextSpec>,
 }
 
 /// What the model does.
@@ -45,6 +49,8 @@ pub struct ModelSpec {
 pub enum Task {
     /// Picks one of `labels`.
     Classification,
+    /// Maps text to a vector (`/predict` answers `embeddings`; `/v1/embeddings` too).
+    Embedding,
 }
 
 /// A declared graph input: name, datatype and shape (`-1` marks a dynamic dimension).
@@ -79,6 +85,8 @@ pub enum OutputKind {
     Logits,
     /// Already probabilities (e.g. a sigmoid classifier's): used as they are.
     Probabilities,
+    /// One vector per input row, returned as it is.
+    Embedding,
 }
 
 /// Tabular models: a JSON object of named features becomes one row of `input`.
@@ -160,6 +168,23 @@ fn default_top_k() -> usize {
     DEFAULT_TOP_K
 }
 
+/// Text models: texts are tokenized in the function (the `tokenizer` file beside the model, a
+/// Hugging Face `tokenizer.json`) into a batch of ids, attention mask and token types.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TextSpec {
+    /// The tokenizer file in the version's folder.
+    pub tokenizer: String,
+    /// Tokens per text, special tokens included; longer texts are truncated.
+    pub max_tokens: usize,
+    /// The graph input taking token ids.
+    pub ids: String,
+    /// The graph input taking the attention mask (1 for a token, 0 for padding).
+    pub attention_mask: String,
+    /// The graph input taking token type ids, if the graph has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub type_ids: Option<String>,
+}
+
 /// Channel layout of a vision input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -201,6 +226,11 @@ impl ModelSpec {
         ember_contract::ModelVersion::new(&self.name, &self.version)
     }
 
+    /// Length of the vectors an embedding model returns.
+    pub fn dimensions(&self) -> usize {
+        self.outputs[0].shape.last().copied().unwrap_or(0).max(0) as usize
+    }
+
     /// The declared input with this name.
     pub fn input(&self, name: &str) -> Option<&TensorSpec> {
         self.inputs.iter().find(|i| i.name == name)
@@ -211,16 +241,49 @@ impl ModelSpec {
         if self.inputs.is_empty() || self.outputs.is_empty() {
             return Err("a model needs at least one input and one output".into());
         }
-        let classes = self.outputs[0].shape.last().copied().unwrap_or(0);
-        if classes != self.labels.len() as i64 {
-            return Err(format!(
-                "output {} has {classes} classes but {} labels are declared",
-                self.outputs[0].name,
-                self.labels.len()
-            ));
+        let width = self.outputs[0].shape.last().copied().unwrap_or(0);
+        match self.task {
+            Task::Classification if width != self.labels.len() as i64 => {
+                return Err(format!(
+                    "output {} has {width} classes but {} labels are declared",
+                    self.outputs[0].name,
+                    self.labels.len()
+                ))
+            }
+            Task::Classification if self.outputs[0].kind == OutputKind::Embedding => {
+                return Err("a classifier's first output is logits or probabilities".into())
+            }
+            Task::Embedding if width < 1 || self.outputs[0].kind != OutputKind::Embedding => {
+                return Err(format!(
+                    "an embedding model's output {} is [N, dimensions] of kind embedding",
+                    self.outputs[0].name
+                ))
+            }
+            Task::Embedding if self.text.is_none() => {
+                return Err("an embedding model declares [text]".into())
+            }
+            _ => {}
         }
-        match (&self.tabular, &self.vision) {
-            (Some(tabular), None) => {
+        match (&self.tabular, &self.vision, &self.text) {
+            (None, None, Some(text)) => {
+                let named = [
+                    Some(&text.ids),
+                    Some(&text.attention_mask),
+                    text.type_ids.as_ref(),
+                ];
+                for name in named.into_iter().flatten() {
+                    let input = self
+                        .input(name)
+                        .ok_or_else(|| format!("text input {name} is not declared"))?;
+                    if input.datatype != DataType::Int64 || input.shape.len() != 2 {
+                        return Err(format!("text input {name} is not INT64 [N, tokens]"));
+                    }
+                }
+                if text.max_tokens < 2 {
+                    return Err("text max_tokens must leave room for the special tokens".into());
+                }
+            }
+            (Some(tabular), None, None) => {
                 let input = self
                     .input(&tabular.input)
                     .ok_or_else(|| format!("tabular input {} is not declared", tabular.input))?;
@@ -239,7 +302,7 @@ impl ModelSpec {
                     }
                 }
             }
-            (None, Some(vision)) => {
+            (None, Some(vision), None) => {
                 let input = self
                     .input(&vision.input)
                     .ok_or_else(|| format!("vision input {} is not declared", vision.input))?;
@@ -267,7 +330,9 @@ impl ModelSpec {
                     return Err("vision top_k must be at least 1".into());
                 }
             }
-            _ => return Err("a model declares exactly one of [tabular] or [vision]".into()),
+            _ => {
+                return Err("a model declares exactly one of [tabular], [vision] or [text]".into())
+            }
         }
         Ok(())
     }

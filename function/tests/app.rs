@@ -85,6 +85,7 @@ fn call(app: &App<DirCatalog, &Scripted>, method: &str, path: &str, body: &[u8])
         inference_header_length: None,
         body,
         pick: Pick::default(),
+        allowed_models: None,
     })
 }
 

@@ -30,7 +30,10 @@ fn spec(model: &str) -> ModelSpec {
 fn the_catalog_lists_every_bundled_model_and_its_specs_check() {
     let catalog = DirCatalog::new(models_dir());
     let names: Vec<String> = catalog.models().into_iter().map(|m| m.name).collect();
-    assert_eq!(names, ["credit-risk", "digits", "efficientnet-lite0"]);
+    assert_eq!(
+        names,
+        ["credit-risk", "digits", "efficientnet-lite0", "minilm"]
+    );
     for name in names {
         let spec = catalog.spec(&name, None, Pick::default()).unwrap();
         assert_eq!(spec.name, name);
@@ -48,6 +51,7 @@ fn every_model_json_is_its_model_toml_without_the_baseline() {
         ("digits", "1"),
         ("efficientnet-lite0", "1"),
         ("efficientnet-lite0", "2"),
+        ("minilm", "1"),
     ] {
         let dir = models_dir().join(model).join(version);
         let toml_text = std::fs::read_to_string(dir.join("model.toml")).unwrap();
@@ -195,4 +199,46 @@ fn top_k_defaults_to_the_model_s_and_is_checked_against_the_labels() {
         assert_eq!(error.code.to_string(), code, "{bad}");
         assert_eq!(error.field.as_deref(), Some("top_k"));
     }
+}
+
+#[test]
+fn the_in_function_tokenizer_gives_hugging_face_s_ids() {
+    // reference.json holds the ids Python's `tokenizers` gave for each text: accents, CJK, emoji,
+    // punctuation, empty, and a long text truncated at the model's 256 tokens.
+    let catalog = DirCatalog::new(models_dir());
+    let spec = catalog.spec("minilm", None, Pick::default()).unwrap();
+    let encoder = catalog.read_text_encoder(&spec).unwrap();
+    let path = models_dir().join("minilm/1/reference.json");
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let cases = reference["cases"].as_array().unwrap();
+    assert!(cases.len() >= 10);
+    for case in cases {
+        let text = case["request"]["text"].as_str().unwrap();
+        let expected: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(encoder.ids(text).unwrap(), expected, "{}", case["name"]);
+    }
+    let long = cases.iter().find(|c| c["name"] == "long").unwrap();
+    assert_eq!(long["ids"].as_array().unwrap().len(), 256);
+}
+
+#[test]
+fn text_requests_become_id_mask_and_type_tensors_of_one_text() {
+    let catalog = DirCatalog::new(models_dir());
+    let spec = catalog.spec("minilm", None, Pick::default()).unwrap();
+    let encoder = catalog.read_text_encoder(&spec).unwrap();
+    let inputs =
+        ember_function::text::to_tensors(spec.text.as_ref().unwrap(), &encoder, "hello world")
+            .unwrap();
+    assert_eq!(inputs.tokens, 4); // [CLS] hello world [SEP]
+    let names: Vec<&str> = inputs.inputs.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["input_ids", "attention_mask", "token_type_ids"]);
+    assert_eq!(inputs.inputs[1].data, TensorData::I64(vec![1; 4]));
+    assert_eq!(inputs.inputs[2].data, TensorData::I64(vec![0; 4]));
+    assert!(inputs.inputs.iter().all(|t| t.shape == [1, 4]));
 }

@@ -18,10 +18,12 @@ def version_dir(name: str, version: str) -> str:
     return path
 
 
-def finish_onnx(model: onnx.ModelProto, path: str, ml_ops: bool = False) -> None:
+def finish_onnx(model: onnx.ModelProto, path: str, ml_ops: bool = False, attention: bool = False) -> None:
     """Store inferred shapes (wonnx needs them), refuse graphs Ember can't run, and save. With
     `ml_ops`, the ai.onnx.ml domain is allowed (ONNX Runtime and tract run its tree ensembles;
-    wonnx, the browser's WebGPU path, does not)."""
+    wonnx, the browser's WebGPU path, does not). With `attention`, Softmax is allowed inside the
+    graph (a transformer's attention); a classifier's final Softmax belongs to Ember's
+    postprocessing."""
     # Stale value_info (e.g. left by onnx.utils.Extractor for graph inputs) hides symbolic batch
     # dimensions from tract: drop it and infer every intermediate shape afresh.
     del model.graph.value_info[:]
@@ -29,7 +31,7 @@ def finish_onnx(model: onnx.ModelProto, path: str, ml_ops: bool = False) -> None
     onnx.checker.check_model(model, full_check=True)
     ops = {node.op_type for node in model.graph.node}
     domains = {node.domain for node in model.graph.node} - {"", "ai.onnx"} - ({"ai.onnx.ml"} if ml_ops else set())
-    if "Softmax" in ops:
+    if "Softmax" in ops and not attention:
         raise SystemExit(f"{path}: ends in Softmax; softmax belongs to Ember's postprocessing")
     if domains:
         raise SystemExit(f"{path}: uses non-core op domains {domains}")

@@ -87,7 +87,7 @@ def main() -> None:
     onnx_path = os.path.join(out, "model.onnx")
     quantized_path = onnx_path + ".q"
     quantize_dynamic(fp32_path, quantized_path, weight_type=QuantType.QInt8, per_channel=True)
-    finish_onnx(onnx.load(quantized_path), onnx_path)
+    finish_onnx(onnx.load(quantized_path), onnx_path, attention=True)
     os.remove(quantized_path)
 
     # How close int8 is to the original: sentence-transformers' own fp32 embeddings.

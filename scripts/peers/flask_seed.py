@@ -1,12 +1,16 @@
 """The seed's serving pattern, as the peer `ember bench` measures Ember against: a Flask app under
 gunicorn (`gunicorn -w 2 flask_seed:app`) that loads the ONNX model once per worker, validates the
 named features of the request (the model's own rules from model.json: required, type, range, no
-unknown fields), runs onnxruntime and answers with the prediction.
+unknown fields), runs onnxruntime and answers with the prediction. For a vision model (model.json's
+`vision`) it decodes the base64 image with Pillow, resizes its shorter side, centre-crops and
+normalizes as the spec says, and answers with the top 5 classes too.
 
 EMBER_MODELS names the models directory, EMBER_MODEL the model (default credit-risk) and
 EMBER_MODEL_VERSION its version (default 1).
 """
 
+import base64
+import io
 import json
 import math
 import os
@@ -14,6 +18,7 @@ import os
 import numpy as np
 import onnxruntime
 from flask import Flask, jsonify, request
+from PIL import Image
 
 MODELS = os.environ.get("EMBER_MODELS", "models")
 MODEL = os.environ.get("EMBER_MODEL", "credit-risk")
@@ -21,7 +26,8 @@ VERSION = os.environ.get("EMBER_MODEL_VERSION", "1")
 
 with open(os.path.join(MODELS, MODEL, VERSION, "model.json")) as f:
     SPEC = json.load(f)
-FEATURES = SPEC["tabular"]["features"]
+VISION = SPEC.get("vision")
+FEATURES = SPEC["tabular"]["features"] if not VISION else []
 KNOWN = {feature["name"] for feature in FEATURES}
 options = onnxruntime.SessionOptions()
 options.intra_op_num_threads = 1
@@ -63,11 +69,55 @@ def value_of(feature, body):
     return float(value), None
 
 
+def image_tensor(encoded):
+    """A base64 image as the model's normalized [1, 3, H, W] input, or None if it is not one."""
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")
+    except (ValueError, OSError):
+        return None
+    side, width, height = VISION["shorter_side"], VISION["width"], VISION["height"]
+    w, h = image.size
+    scale = side / min(w, h)
+    size = (side, round(h * scale)) if w <= h else (round(w * scale), side)
+    image = image.resize(size, Image.BILINEAR)
+    left, top = (size[0] - width) // 2, (size[1] - height) // 2
+    pixels = np.asarray(image.crop((left, top, left + width, top + height)), dtype=np.float32) / 255.0
+    mean, std = np.array(VISION["mean"], np.float32), np.array(VISION["std"], np.float32)
+    return ((pixels - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def classify_image(body):
+    encoded = body.get("image")
+    if not isinstance(encoded, str):
+        return invalid("missing_field", "image", "'image' (base64 PNG or JPEG) is required")
+    tensor = image_tensor(encoded)
+    if tensor is None:
+        return invalid("not_an_image", "image", "'image' is not a PNG or JPEG image")
+    (logits,) = SESSION.run(None, {INPUT: tensor})
+    z = logits[0].astype(np.float64)
+    probabilities = np.exp(z - z.max())
+    probabilities /= probabilities.sum()
+    top = np.argsort(-probabilities)[:5]
+    prediction = int(top[0])
+    return jsonify(
+        model=MODEL,
+        model_version=VERSION,
+        prediction=prediction,
+        label=SPEC["labels"][prediction],
+        confidence=float(probabilities[prediction]),
+        probabilities=probabilities.tolist(),
+        top_k=[{"index": int(i), "label": SPEC["labels"][i], "probability": float(probabilities[i])}
+               for i in top],
+    )
+
+
 @app.post("/predict")
 def predict():
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return jsonify(error={"code": "malformed_json", "message": "a JSON object is required"}), 400
+    if VISION:
+        return classify_image(body)
     for name in body:
         if name not in KNOWN:
             return invalid("unknown_feature", name, f"'{name}' is not a feature of {MODEL}")

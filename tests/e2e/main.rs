@@ -6,6 +6,7 @@ mod browser;
 mod clients;
 mod concurrency;
 mod decisions;
+mod embeddings;
 mod imagenet;
 mod isolation;
 mod lifecycle;

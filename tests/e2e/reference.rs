@@ -157,7 +157,7 @@ fn health_metadata_and_pinned_versions_answer() {
         .collect();
     assert_eq!(
         names,
-        ["credit-risk", "digits", "efficientnet-lite0"],
+        ["credit-risk", "digits", "efficientnet-lite0", "minilm"],
         "{health}"
     );
     assert_eq!(server.get("/v2").1["name"], "ember");

@@ -3,9 +3,10 @@
 //!
 //! By role: this module routes ([`ember_contract::Route`]) and answers the metadata and KServe v2
 //! routes; [`policy`] runs a prediction under the model's version policy (splits, fallback,
-//! shadow, default answer); [`predict`] is the sans-I/O pipeline every target shares; [`reply`]
-//! shapes what goes back.
+//! shadow, default answer); `embed` answers text models and OpenAI's `/v1/embeddings`;
+//! [`predict`] is the sans-I/O pipeline every target shares; [`reply`] shapes what goes back.
 
+mod embed;
 pub mod policy;
 pub mod predict;
 pub mod reply;
@@ -46,6 +47,9 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// How a traffic split picks a version for this caller.
     pub pick: Pick<'a>,
+    /// The models the caller's API key is limited to, comma-separated
+    /// ([`ember_contract::headers::ALLOWED_MODELS`], set by Ember's host); `None`: any model.
+    pub allowed_models: Option<&'a str>,
 }
 
 /// The function: routes requests to predictions, v2 inference, metadata and health.
@@ -113,6 +117,7 @@ impl<C: Catalog, I: Inference> App<C, I> {
                 Ok(Response::ok(json!({})))
             }
             Route::V2Infer(target) => self.infer(request, target),
+            Route::Embeddings => self.openai_embeddings(request),
         }
     }
 

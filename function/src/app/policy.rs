@@ -12,7 +12,7 @@ use super::{App, Inference, Request};
 use crate::catalog::Catalog;
 use crate::postprocess::Classification;
 use crate::routing::{Pick, Routing};
-use crate::spec::ModelSpec;
+use crate::spec::{ModelSpec, Task};
 
 impl<C: Catalog, I: Inference> App<C, I> {
     /// `POST /predict` of `name` (at `version` when the path pins one).
@@ -28,6 +28,9 @@ impl<C: Catalog, I: Inference> App<C, I> {
             .spec_routed(name, version, &routing, request.pick)?;
         self.remember(&spec);
         let body = predict::json_body(request.content_type, request.body)?;
+        if spec.task == Task::Embedding {
+            return self.predict_embeddings(&spec, &body);
+        }
         let Prepared {
             input,
             features,

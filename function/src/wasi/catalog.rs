@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use wasip2::filesystem::preopens::get_directories;
 use wasip2::filesystem::types::{Descriptor, PathFlags};
@@ -20,11 +20,15 @@ use super::permanent;
 use crate::catalog::{is_valid_name, Catalog, DirCatalog, ModelVersions};
 use crate::routing::{Pick, Routing};
 use crate::spec::ModelSpec;
+use crate::text::TextEncoder;
 use ember_contract::names::{GUEST_MODELS_DIR, ROUTING_FILE};
 use ember_contract::{ApiError, ModelVersion};
 
 /// Parsed specs by graph name.
 static SPECS: Mutex<BTreeMap<ModelVersion, ModelSpec>> = Mutex::new(BTreeMap::new());
+
+/// Parsed tokenizers of text models, by graph name.
+static ENCODERS: Mutex<BTreeMap<ModelVersion, Arc<TextEncoder>>> = Mutex::new(BTreeMap::new());
 
 /// Parsed routing by model name, with the identity of the file it was parsed from.
 static ROUTING: Mutex<BTreeMap<String, (FileIdentity, Routing)>> = Mutex::new(BTreeMap::new());
@@ -97,8 +101,9 @@ impl Default for InstanceCatalog {
 }
 
 impl InstanceCatalog {
-    /// Parses every published version's spec and every model's routing into the caches (run by
-    /// pre-initialization); returns the specs, so the embedded build can load their graphs too.
+    /// Parses every published version's spec (and a text model's tokenizer) and every model's
+    /// routing into the caches (run by pre-initialization); returns the specs, so the embedded
+    /// build can load their graphs too.
     pub fn load_all(&self) -> Vec<ModelSpec> {
         let mut loaded = Vec::new();
         for listed in self.0.models() {
@@ -106,6 +111,9 @@ impl InstanceCatalog {
             for version in &listed.versions {
                 // A version that fails here answers 503 `model_not_ready` when asked for.
                 if let Ok(spec) = self.cached_spec(&listed.name, version) {
+                    if spec.text.is_some() {
+                        let _ = self.text_encoder(&spec);
+                    }
                     loaded.push(spec);
                 }
             }
@@ -142,6 +150,19 @@ impl Catalog for InstanceCatalog {
 
     fn models(&self) -> Vec<ModelVersions> {
         permanent(|| self.0.models())
+    }
+
+    fn text_encoder(&self, spec: &ModelSpec) -> Result<Arc<TextEncoder>, ApiError> {
+        let name = spec.model_version();
+        if let Some(encoder) = lock(&ENCODERS).get(&name) {
+            return Ok(encoder.clone());
+        }
+        // Parsed once per instance (or at pre-initialization), outside the request arena.
+        permanent(|| {
+            let encoder = Arc::new(self.0.read_text_encoder(spec)?);
+            lock(&ENCODERS).insert(name, encoder.clone());
+            Ok(encoder)
+        })
     }
 
     fn routing(&self, name: &str) -> Routing {

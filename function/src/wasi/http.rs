@@ -36,6 +36,7 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
             let inference_header_length =
                 header(&request, headers::INFERENCE_HEADER_CONTENT_LENGTH);
             let caller_key = header(&request, headers::CALLER_KEY);
+            let allowed_models = header(&request, headers::ALLOWED_MODELS);
             let default_model =
                 std::env::var(DEFAULT_MODEL_ENV).unwrap_or_else(|_| DEFAULT_MODEL.into());
             let app = App::new(InstanceCatalog::default(), Engine, default_model);
@@ -49,6 +50,7 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
                     caller_key: caller_key.as_deref(),
                     entropy: wasip2::random::random::get_random_u64(),
                 },
+                allowed_models: allowed_models.as_deref(),
             })
         }
         Err(error) => Response::error(&error, is_v2_path(&path)),

@@ -103,8 +103,15 @@ impl Gate {
             Some(keys) => Some(self.tenant(keys, request, route, default_model)?),
         };
         secret::strip(request);
+        strip_private(request);
         if let Some(tenant) = &tenant {
             scope_caller(request, tenant.name());
+            if let Some(models) = tenant.models() {
+                // Where the body names the model (`/v1/embeddings`), the function enforces it.
+                if let Ok(value) = HeaderValue::from_str(&models.join(",")) {
+                    request.insert(headers::ALLOWED_MODELS, value);
+                }
+            }
         }
         let allowance = match tenant.as_ref().and_then(|t| t.rate().map(|r| (t, r))) {
             None => None,
@@ -274,13 +281,32 @@ fn model_of<'a>(route: &'a str, default_model: &'a str) -> Option<&'a str> {
         | Route::V2Metadata(target)
         | Route::V2Ready(target)
         | Route::V2Infer(target) => Some(target.model),
-        Route::Health | Route::Models | Route::OpenApi | Route::V2Server | Route::V2Health => None,
+        // `/v1/embeddings` names its model in the body: the function checks it against the
+        // key's models (`ember-x-allowed-models`).
+        Route::Health
+        | Route::Models
+        | Route::OpenApi
+        | Route::V2Server
+        | Route::V2Health
+        | Route::Embeddings => None,
     }
 }
 
 /// Whether `route` is a health probe (`/health`, `/v2/health/live|ready`): open to all.
 fn is_probe(route: &str) -> bool {
     matches!(Route::parse(route), Some(Route::Health | Route::V2Health))
+}
+
+/// Removes every host-to-function header (`ember-x-*`) a client sent: only the host sets them.
+fn strip_private(request: &mut HeaderMap) {
+    let private: Vec<HeaderName> = request
+        .keys()
+        .filter(|name| name.as_str().starts_with(headers::PRIVATE_PREFIX))
+        .cloned()
+        .collect();
+    for name in private {
+        request.remove(name);
+    }
 }
 
 /// Scopes the request's caller to the key: `ember-caller-key` becomes `<key>` when absent, else

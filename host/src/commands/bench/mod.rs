@@ -7,6 +7,7 @@
 
 mod browser;
 mod client;
+mod models;
 mod peers;
 
 use std::io::{BufRead, BufReader};
@@ -72,6 +73,8 @@ pub enum Section {
     ScaleToZero,
     /// The browser package in Chromium.
     Browser,
+    /// Real models (EfficientNet-Lite0, MiniLM) against their floors and the seed's server.
+    Models,
 }
 
 const MODELS: [&str; 2] = ["credit-risk", "digits"];
@@ -149,6 +152,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if runs(Section::ScaleToZero) {
         scale_to_zero(&runtime, &args)?;
+    }
+    if runs(Section::Models) {
+        models::run(&runtime, &args, ort.as_ref())?;
     }
     if runs(Section::Browser) {
         browser::run(&args, &floors)?;
@@ -363,20 +369,33 @@ fn native_floor(
     version: &str,
     backend: &dyn GraphLoader,
 ) -> anyhow::Result<Samples> {
-    let graph = backend.load_dir(&models.join(model).join(version))?.graph;
-    let mut context = graph.init_execution_context()?;
     let case = reference_case(models, model, version)?;
     let inputs: Vec<NamedTensor> = case.inputs.iter().map(reference_tensor).collect();
+    time_inference(backend, &models.join(model).join(version), &inputs, 2700)
+}
+
+/// `runs` inferences (after a fifth as many to warm up) of the graph in `dir` on `backend`.
+fn time_inference(
+    backend: &dyn GraphLoader,
+    dir: &Path,
+    inputs: &[NamedTensor],
+    runs: usize,
+) -> anyhow::Result<Samples> {
+    let graph = backend
+        .load_dir(dir)
+        .with_context(|| format!("loading {}", dir.display()))?
+        .graph;
+    let mut context = graph.init_execution_context()?;
     let mut samples = Samples::default();
-    for i in 0..3000 {
-        let t = Instant::now();
-        for input in &inputs {
+    for i in 0..runs + runs / 5 {
+        let started = Instant::now();
+        for input in inputs {
             context.set_input(Id::Name(input.name.clone()), &input.tensor)?;
         }
         context.compute()?;
         context.get_output(Id::Index(0))?;
-        if i >= 300 {
-            samples.push(t.elapsed());
+        if i >= runs / 5 {
+            samples.push(started.elapsed());
         }
     }
     Ok(samples)

@@ -53,7 +53,13 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resul
     let mut rows = Vec::new();
     rows.push(Row {
         label: SEED,
-        rates: flask(&args.models).and_then(|peer| measure(runtime, args, peer, None, None)),
+        rates: flask(
+            &args.models,
+            MODELS[0],
+            "1",
+            &Bytes::from_static(br#"{"age": 42, "income": 52000, "credit_score": 710}"#),
+        )
+        .and_then(|peer| measure(runtime, args, peer, None, None)),
     });
     for (label, extra) in [
         (METERING_ON, vec!["--preload"]),
@@ -123,9 +129,10 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resul
 }
 
 /// A server the table measures, stopped when dropped.
-struct Peer {
+pub(super) struct Peer {
     child: Child,
-    address: String,
+    /// Where it listens, `host:port`.
+    pub(super) address: String,
 }
 
 impl Drop for Peer {
@@ -240,8 +247,14 @@ fn ember(args: &BenchArgs, extra: &[&str]) -> Result<Peer, String> {
     Ok(Peer { child, address })
 }
 
-/// The seed's server from the peers' virtual environment (scripts/peers/setup).
-fn flask(models: &Path) -> Result<Peer, String> {
+/// The seed's server from the peers' virtual environment (scripts/peers/setup), serving `model`
+/// `version`; ready once it answers `ready_body` with a 2xx.
+pub(super) fn flask(
+    models: &Path,
+    model: &str,
+    version: &str,
+    ready_body: &Bytes,
+) -> Result<Peer, String> {
     let venv = std::env::var_os("EMBER_PEERS_VENV")
         .map(PathBuf::from)
         .or_else(|| {
@@ -264,12 +277,14 @@ fn flask(models: &Path) -> Result<Peer, String> {
         .args(["-w", "2", "-b", &address, "--chdir", "scripts/peers"])
         .args(["--log-level", "warning", "flask_seed:app"])
         .env("EMBER_MODELS", models)
+        .env("EMBER_MODEL", model)
+        .env("EMBER_MODEL_VERSION", version)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("gunicorn: {e}"))?;
     let peer = Peer { child, address };
-    wait_until_serving(&peer)?;
+    wait_until_serving(&peer, ready_body)?;
     Ok(peer)
 }
 
@@ -316,14 +331,13 @@ fn free_address() -> Result<String, String> {
         .to_string())
 }
 
-/// Waits until `peer` answers a request (its workers have loaded the model).
-fn wait_until_serving(peer: &Peer) -> Result<(), String> {
+/// Waits until `peer` answers `body` (its workers have loaded the model).
+fn wait_until_serving(peer: &Peer, body: &Bytes) -> Result<(), String> {
     let started = Instant::now();
-    let body = Bytes::from_static(br#"{"age": 42, "income": 52000, "credit_score": 710}"#);
     let probe = Probe {
         address: peer.address.clone(),
         path: "/predict".into(),
-        body,
+        body: body.clone(),
         authorization: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
