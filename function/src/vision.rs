@@ -2,7 +2,6 @@
 //! `[1, C, H, W]` FP32 tensor (and how many ranked classes the reply lists).
 
 use base64::Engine as _;
-use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits};
 use serde_json::Value;
 
@@ -90,7 +89,7 @@ pub fn to_tensor(spec: &VisionSpec, body: &Value) -> Result<Tensor, ApiError> {
     };
     let bytes = decode_base64(encoded)?;
     let image = decode_image(&bytes)?;
-    Ok(normalize(spec, image))
+    normalize(spec, image)
 }
 
 fn decode_base64(encoded: &str) -> Result<Vec<u8>, ApiError> {
@@ -139,43 +138,77 @@ fn decode_image(bytes: &[u8]) -> Result<DynamicImage, ApiError> {
     })
 }
 
-/// The image at the model's size: its shorter side resized to `shorter_side` and the centre
-/// cropped when the model declares one, else stretched. Bilinear (antialiased when shrinking).
-fn fit(spec: &VisionSpec, image: DynamicImage) -> DynamicImage {
+/// The image's pixels (`channels` bytes each) at the model's size: its shorter side resized to
+/// `shorter_side` and the centre cropped when the model declares one, else stretched. Bilinear,
+/// antialiased when shrinking (Pillow's `BILINEAR`).
+fn fit(spec: &VisionSpec, pixels: Vec<u8>, (iw, ih): (u32, u32)) -> Result<Vec<u8>, ApiError> {
     let (w, h) = (spec.width, spec.height);
-    let Some(side) = spec.shorter_side else {
-        return if image.width() == w && image.height() == h {
-            image
-        } else {
-            image.resize_exact(w, h, FilterType::Triangle)
-        };
+    let (rw, rh) = match spec.shorter_side {
+        None => (w, h),
+        Some(side) => {
+            let scale = side as f64 / iw.min(ih) as f64;
+            if iw <= ih {
+                (side, ((ih as f64 * scale).round() as u32).max(side))
+            } else {
+                (((iw as f64 * scale).round() as u32).max(side), side)
+            }
+        }
     };
-    let (iw, ih) = (image.width(), image.height());
-    let scale = side as f64 / iw.min(ih) as f64;
-    let (rw, rh) = if iw <= ih {
-        (side, ((ih as f64 * scale).round() as u32).max(side))
-    } else {
-        (((iw as f64 * scale).round() as u32).max(side), side)
-    };
+    let channels = spec.channels.count();
     let resized = if (rw, rh) == (iw, ih) {
-        image
+        pixels
     } else {
-        image.resize_exact(rw, rh, FilterType::Triangle)
+        resize(pixels, (iw, ih), (rw, rh), spec.channels).ok_or_else(|| {
+            ApiError::invalid(Code::NotAnImage, "image", "the image could not be resized")
+        })?
     };
-    resized.crop_imm((rw - w) / 2, (rh - h) / 2, w, h)
+    if (rw, rh) == (w, h) {
+        return Ok(resized);
+    }
+    let (left, top) = (((rw - w) / 2) as usize, ((rh - h) / 2) as usize);
+    let row = rw as usize * channels;
+    Ok((0..h as usize)
+        .flat_map(|y| {
+            let start = (top + y) * row + left * channels;
+            resized[start..start + w as usize * channels]
+                .iter()
+                .copied()
+        })
+        .collect())
+}
+
+fn resize(
+    pixels: Vec<u8>,
+    from: (u32, u32),
+    to: (u32, u32),
+    channels: Channels,
+) -> Option<Vec<u8>> {
+    use fast_image_resize::images::Image;
+    use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let kind = match channels {
+        Channels::Grayscale => PixelType::U8,
+        Channels::Rgb => PixelType::U8x3,
+    };
+    let source = Image::from_vec_u8(from.0, from.1, pixels, kind).ok()?;
+    let mut target = Image::new(to.0, to.1, kind);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new().resize(&source, &mut target, &options).ok()?;
+    Some(target.into_vec())
 }
 
 /// `pixel / 255` (inverted if declared), fitted to the model's size, then `(x - mean) / std`,
 /// laid out channel-first.
-fn normalize(spec: &VisionSpec, image: DynamicImage) -> Tensor {
+fn normalize(spec: &VisionSpec, image: DynamicImage) -> Result<Tensor, ApiError> {
     let (w, h) = (spec.width, spec.height);
     let channels = spec.channels.count();
     let plane = (w * h) as usize;
     let mut data = vec![0f32; channels * plane];
-    let pixels: Vec<u8> = match spec.channels {
-        Channels::Grayscale => fit(spec, DynamicImage::ImageLuma8(image.to_luma8())).into_bytes(),
-        Channels::Rgb => fit(spec, DynamicImage::ImageRgb8(image.to_rgb8())).into_bytes(),
+    let size = (image.width(), image.height());
+    let pixels = match spec.channels {
+        Channels::Grayscale => image.into_luma8().into_raw(),
+        Channels::Rgb => image.into_rgb8().into_raw(),
     };
+    let pixels = fit(spec, pixels, size)?;
     for (i, px) in pixels.iter().enumerate() {
         let (pos, c) = (i / channels, i % channels);
         let mut x = *px as f32 / 255.0;
@@ -184,9 +217,9 @@ fn normalize(spec: &VisionSpec, image: DynamicImage) -> Tensor {
         }
         data[c * plane + pos] = (x - spec.mean[c]) / spec.std[c];
     }
-    Tensor {
+    Ok(Tensor {
         name: spec.input.clone(),
         shape: vec![1, channels, h as usize, w as usize],
         data: TensorData::F32(data),
-    }
+    })
 }

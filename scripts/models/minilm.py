@@ -45,8 +45,11 @@ class SentenceEmbedding(torch.nn.Module):
         self.bert = bert
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                           token_type_ids=token_type_ids).last_hidden_state
+        embedded = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        # The additive mask BERT's eager attention takes, made here: transformers' own mask
+        # builder exports as a Flatten of tokens x tokens that tract cannot analyse.
+        additive = (1.0 - attention_mask[:, None, None, :].to(embedded.dtype)) * torch.finfo(embedded.dtype).min
+        tokens = self.bert.encoder(embedded, attention_mask=additive).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
         mean = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return mean / mean.norm(p=2, dim=1, keepdim=True).clamp(min=1e-12)
@@ -73,7 +76,7 @@ def main() -> None:
     torch.manual_seed(0)
     out = version_dir(NAME, "1")
     tokenizer = tokenizer_file(os.path.join(out, "tokenizer.json"))
-    model = SentenceEmbedding(AutoModel.from_pretrained(SOURCE)).eval()
+    model = SentenceEmbedding(AutoModel.from_pretrained(SOURCE, attn_implementation="eager")).eval()
 
     fp32_path = os.path.join(out, "model.fp32.onnx")
     sample = feeds(tokenizer.encode(TEXTS[0][1]))

@@ -55,28 +55,31 @@ pub fn run(
         "model", "ORT p50", "tract p50", "tract/ORT", "e2e p50", "e2e/ORT", "c=8 req/s"
     );
     let (mut server, address) = spawn_server(&args.cache_dir, &["--preload"])?;
-    let mut measured = Vec::new();
-    for (model, version, ort_runs, tract_runs) in VERSIONS {
-        let inputs = native_inputs(&args.models, model, version)?;
-        let dir = args.models.join(model).join(version);
-        let ort_p50_us = ort
-            .map(|ort| time_inference(ort, &dir, &inputs, ort_runs))
-            .transpose()?
-            .map(|s| s.p50_us());
-        let tract_p50_us = time_inference(&TractBackend, &dir, &inputs, tract_runs)?.p50_us();
-        let probe = probe(args, &address, model, version)?;
-        let (e2e_p50_us, c8_rate) = end_to_end(runtime, &probe, args.seconds)?;
-        let row = Measured {
-            name: format!("{model} v{version}"),
-            ort_p50_us,
-            tract_p50_us,
-            e2e_p50_us,
-            c8_rate,
-        };
-        print_row(&row);
-        measured.push(row);
-    }
+    let measured = VERSIONS
+        .iter()
+        .map(|&(model, version, ort_runs, tract_runs)| {
+            let inputs = native_inputs(&args.models, model, version)?;
+            let dir = args.models.join(model).join(version);
+            let ort_p50_us = ort
+                .map(|ort| time_inference(ort, &dir, &inputs, ort_runs))
+                .transpose()?
+                .map(|s| s.p50_us());
+            let tract_p50_us = time_inference(&TractBackend, &dir, &inputs, tract_runs)?.p50_us();
+            let probe = probe(args, &address, model, version)?;
+            let (e2e_p50_us, c8_rate) = end_to_end(runtime, &probe, args.seconds)?;
+            let row = Measured {
+                name: format!("{model} v{version}"),
+                ort_p50_us,
+                tract_p50_us,
+                e2e_p50_us,
+                c8_rate,
+            };
+            print_row(&row);
+            Ok(row)
+        })
+        .collect::<anyhow::Result<Vec<_>>>();
     stop(&mut server);
+    let measured = measured?;
 
     let seed = flask(
         &args.models,
