@@ -5,10 +5,13 @@ use std::rc::Rc;
 
 use ember_contract::names::REFERENCE_FILE;
 use ember_contract::{ApiError, Code};
+use ember_function::app::embed::embeddings_reply;
 use ember_function::app::predict::{finish, parse_json, prepare};
 use ember_function::app::reply::Prediction;
 use ember_function::spec::ModelSpec;
+use ember_function::spec::Task;
 use ember_function::tensor::Tensor;
+use ember_function::text::{self, TextEncoder};
 use ember_function::tract::TractModel;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
@@ -25,6 +28,8 @@ pub struct Model {
 
 struct Loaded {
     spec: ModelSpec,
+    /// A text model's tokenizer (`tokenizer.json` beside `model.json`).
+    encoder: Option<TextEncoder>,
     engine: Engine,
     choice: Choice,
     load_ms: f64,
@@ -58,7 +63,34 @@ impl Model {
         let onnx = fetch::bytes(&onnx_url).await.map_err(to_js)?;
         let cpu = TractModel::parse(&onnx)
             .map_err(|e| not_ready(format!("the graph failed to load: {e}")))?;
+        let encoder = match &spec.text {
+            None => None,
+            Some(text_spec) => {
+                let url = beside(&spec_url, &text_spec.tokenizer);
+                let bytes = fetch::bytes(&url).await.map_err(to_js)?;
+                Some(
+                    TextEncoder::from_bytes(&bytes, text_spec)
+                        .map_err(|e| not_ready(format!("{url} is not a tokenizer: {e}")))?,
+                )
+            }
+        };
         let (engine, choice) = match requested {
+            Requested::Auto if encoder.is_some() => (
+                Engine::Cpu(cpu),
+                Choice {
+                    name: "cpu",
+                    reason: format!("tract on the CPU: {TEXT_ON_CPU}"),
+                },
+            ),
+            Requested::WebGpu if encoder.is_some() => {
+                return Err(to_js(
+                    ApiError::new(
+                        Code::BackendUnavailable,
+                        format!("WebGPU was requested but {TEXT_ON_CPU}"),
+                    )
+                    .with_field("backend"),
+                ))
+            }
             Requested::Cpu => (
                 Engine::Cpu(cpu),
                 Choice {
@@ -69,10 +101,7 @@ impl Model {
             Requested::Auto | Requested::WebGpu => {
                 // The reference cases beside model.json, when the version has them, join the
                 // self-check.
-                let reference_url = match spec_url.rsplit_once('/') {
-                    Some((dir, _)) => format!("{dir}/{REFERENCE_FILE}"),
-                    None => REFERENCE_FILE.to_string(),
-                };
+                let reference_url = beside(&spec_url, REFERENCE_FILE);
                 let reference = fetch::bytes(&reference_url).await.ok();
                 match try_webgpu(&spec, &onnx, &cpu, reference.as_deref()).await {
                     Ok((session, reason)) => (
@@ -104,6 +133,7 @@ impl Model {
         Ok(Model {
             inner: Rc::new(Loaded {
                 spec,
+                encoder,
                 engine,
                 choice,
                 load_ms: now_ms() - started,
@@ -111,8 +141,8 @@ impl Model {
         })
     }
 
-    /// Validates and preprocesses `input` (the `/predict` body, e.g. `{age: 41, …}` or
-    /// `{image: "<base64 PNG>"}`), runs the graph and resolves to the `/predict` reply plus
+    /// Validates and preprocesses `input` (the `/predict` body, e.g. `{age: 41, …}`,
+    /// `{image: "<base64 PNG>"}` or `{text: "…"}`), runs the graph and resolves to the `/predict` reply plus
     /// `backend: {name, reason}` and `latency_ms`; invalid input rejects with the server's
     /// `{status, error: {code, message, field}}`.
     pub fn predict(&self, input: JsValue) -> js_sys::Promise {
@@ -158,10 +188,33 @@ impl Loaded {
             .ok()
             .and_then(|s| s.as_string())
             .unwrap_or_default();
-        let prepared = prepare(&self.spec, &parse_json(body.as_bytes())?)?;
+        let body = parse_json(body.as_bytes())?;
+        if self.spec.task == Task::Embedding {
+            return self.embed(&body).await;
+        }
+        let prepared = prepare(&self.spec, &body)?;
         let outputs = self.infer(vec![prepared.input]).await?;
         let result = finish(&self.spec, &outputs)?;
         Ok(Prediction::new(&self.spec, &result, prepared.top_k).to_json())
+    }
+
+    /// A text model's `/predict`: each text tokenized and embedded, as the function does.
+    async fn embed(&self, body: &Value) -> Result<Value, ApiError> {
+        let (Some(text_spec), Some(encoder)) = (&self.spec.text, &self.encoder) else {
+            return Err(ApiError::new(
+                Code::ModelNotReady,
+                "model has no text preprocessing",
+            ));
+        };
+        let mut vectors = Vec::new();
+        let mut tokens = 0;
+        for input in text::predict_texts(body)? {
+            let prepared = text::to_tensors(text_spec, encoder, &input)?;
+            let outputs = self.infer(prepared.inputs).await?;
+            vectors.push(text::embedding(&self.spec, &outputs)?);
+            tokens += prepared.tokens;
+        }
+        Ok(embeddings_reply(&self.spec, &vectors, tokens))
     }
 
     async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError> {
@@ -200,6 +253,18 @@ async fn try_webgpu(
         session,
         format!("wonnx on WebGPU adapter {adapter}; self-check on {count} inputs within {difference:.1e} of tract"),
     ))
+}
+
+/// Why text models run on the CPU: wonnx has none of an int8 transformer's integer ops.
+const TEXT_ON_CPU: &str =
+    "wonnx (WebGPU) has no MatMulInteger or DynamicQuantizeLinear, which this int8 text model runs on";
+
+/// The URL of `file` in the same folder as `url`.
+fn beside(url: &str, file: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{file}"),
+        None => file.to_string(),
+    }
 }
 
 /// A 503 `model_not_ready` rejection: the version's files could not be used.

@@ -263,3 +263,102 @@ fn the_page_predicts_like_the_server_on_webgpu_and_cpu() {
         eprintln!("browser inference: {timing}");
     }
 }
+
+#[test]
+fn text_embeddings_run_in_the_page_on_the_cpu_and_auto_says_why() {
+    let server = Server::start(&[]);
+    let cases: Vec<Value> =
+        crate::support::reference_cases_in(&repo_root().join("models"), "minilm", "1")
+            .into_iter()
+            .filter(|c| ["accents", "cjk", "emoji", "long"].contains(&c["name"].as_str().unwrap()))
+            .collect();
+    let job = json!({
+        "base": server.base,
+        "backends": ["auto", "cpu", "webgpu"],
+        "cases": cases.iter().map(|c| json!({
+            "model": "minilm", "name": c["name"], "input": c["request"],
+        })).collect::<Vec<_>>(),
+        "invalid": [{ "model": "minilm", "name": "a number", "input": { "text": 7 } }],
+        "repeats": 3,
+    });
+    let report = drive(&job);
+
+    // auto runs the text model on the CPU and says why; webgpu is refused with the same reason.
+    let why = "MatMulInteger";
+    for load in report["loads"].as_array().unwrap() {
+        eprintln!("browser load: {load}");
+        match load["backend"].as_str().unwrap() {
+            "webgpu" => {
+                assert_eq!(
+                    load["error"]["error"]["code"], "backend_unavailable",
+                    "{load}"
+                );
+                let message = load["error"]["error"]["message"].as_str().unwrap();
+                assert!(message.contains(why), "{load}");
+            }
+            _ => {
+                assert_eq!(load["ran"], "cpu", "{load}");
+                assert!(
+                    load["backend"] == "cpu" || load["reason"].as_str().unwrap().contains(why),
+                    "{load}"
+                );
+            }
+        }
+    }
+    // The page tokenizes as Hugging Face does and embeds as onnxruntime does.
+    let mut embedded = 0;
+    for prediction in report["predictions"].as_array().unwrap() {
+        let (name, backend) = (&prediction["name"], &prediction["backend"]);
+        let result = &prediction["result"];
+        if backend == "webgpu" {
+            assert_eq!(result["ok"], false, "{name} on webgpu: {result}");
+            continue;
+        }
+        assert_eq!(result["ok"], true, "{name} on {backend}: {result}");
+        let case = cases.iter().find(|c| &c["name"] == name).unwrap();
+        let reply = &result["reply"];
+        assert_eq!(
+            reply["tokens"],
+            case["ids"].as_array().unwrap().len(),
+            "{name}"
+        );
+        assert_eq!(reply["dimensions"], 384);
+        let got: Vec<f64> = reply["embeddings"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let want: Vec<f64> = case["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let dot: f64 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let cosine = dot / norm(&got) / norm(&want);
+        eprintln!("browser embedding: {name} on {backend}: cosine {cosine:.6}");
+        // The ids are Hugging Face's exactly (the token count above, and the function's unit
+        // test); the vectors are tract's, whose int8 DynamicQuantizeLinear rounds a little
+        // differently from onnxruntime's (0.998 on the emoji text; the server, on ONNX Runtime,
+        // is within 0.999: tests/e2e/embeddings.rs).
+        assert!(cosine >= 0.995, "{name} on {backend}: cosine {cosine}");
+        embedded += 1;
+    }
+    assert_eq!(embedded, 2 * cases.len());
+    // Bad input gets the server's answer.
+    let (status, body) = server.post_json("/models/minilm/predict", &json!({ "text": 7 }));
+    for rejected in report["invalid"].as_array().unwrap() {
+        if rejected["backend"] == "webgpu" {
+            continue;
+        }
+        let error = &rejected["result"]["error"];
+        assert_eq!(error["status"], status, "{rejected}");
+        assert_eq!(error["error"], body["error"], "{rejected}");
+    }
+    assert_eq!(report["console"], json!([]), "console errors");
+    for timing in report["timings"].as_array().unwrap() {
+        eprintln!("browser inference: {timing}");
+    }
+}

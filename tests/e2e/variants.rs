@@ -129,23 +129,18 @@ fn embedded_fuel_per_request_stays_within_twice_the_wasi_nn_variant() {
             })
             .collect();
         // The wasi-nn build counts the same for every request. The embedded build runs tract in
-        // the guest through the C allocator, whose free lists the snapshot fixes after warming
-        // every graph: an instance's first inference of a model may take a few dozen more
-        // instructions than the next ones (README, Metering), which then count the same.
-        let steady = if variant == "embedded" {
-            let first = figures[0] as f64;
+        // the guest through the C allocator, whose free lists depend on what ran before (README,
+        // Metering): its counts agree to within 1%.
+        if variant == "embedded" {
+            let least = *figures.iter().min().unwrap() as f64;
+            let most = *figures.iter().max().unwrap() as f64;
+            assert!(most - least <= least * 0.01, "{variant}: {figures:?}");
+        } else {
             assert!(
-                (first - figures[1] as f64).abs() <= first * 1e-3,
+                figures.windows(2).all(|w| w[0] == w[1]),
                 "{variant}: {figures:?}"
             );
-            &figures[1..]
-        } else {
-            &figures[..]
-        };
-        assert!(
-            steady.windows(2).all(|w| w[0] == w[1]),
-            "{variant}: {figures:?}"
-        );
+        }
         fuel.push(figures[1]);
     }
     // credit-risk's graph is 47 MACs, so the embedded variant's fuel is nearly all the same

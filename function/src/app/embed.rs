@@ -23,7 +23,19 @@ struct Embedded {
     tokens: usize,
 }
 
-/// `/predict`'s reply for a text model.
+/// `/predict`'s reply for a text model: every host and the browser answer with this shape.
+pub fn embeddings_reply(spec: &ModelSpec, vectors: &[Vec<f32>], tokens: usize) -> Value {
+    let reply = EmbeddingReply {
+        model: &spec.name,
+        model_version: &spec.version,
+        embeddings: vectors,
+        dimensions: spec.dimensions(),
+        tokens,
+        timestamp: crate::clock::now_rfc3339(),
+    };
+    serde_json::to_value(&reply).unwrap_or_default()
+}
+
 #[derive(Serialize)]
 struct EmbeddingReply<'a> {
     model: &'a str,
@@ -43,19 +55,8 @@ impl<C: Catalog, I: Inference> App<C, I> {
     ) -> Result<Response, ApiError> {
         let texts = text::predict_texts(body)?;
         let embedded = self.embed(spec, &texts)?;
-        let reply = EmbeddingReply {
-            model: &spec.name,
-            model_version: &spec.version,
-            embeddings: &embedded.vectors,
-            dimensions: spec.dimensions(),
-            tokens: embedded.tokens,
-            timestamp: crate::clock::now_rfc3339(),
-        };
-        Ok(attributed(
-            spec,
-            serde_json::to_value(&reply).unwrap_or_default(),
-            embedded.tokens,
-        ))
+        let reply = embeddings_reply(spec, &embedded.vectors, embedded.tokens);
+        Ok(attributed(spec, reply, embedded.tokens))
     }
 
     /// `POST /v1/embeddings`, OpenAI's request and reply.

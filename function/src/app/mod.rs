@@ -3,10 +3,10 @@
 //!
 //! By role: this module routes ([`ember_contract::Route`]) and answers the metadata and KServe v2
 //! routes; [`policy`] runs a prediction under the model's version policy (splits, fallback,
-//! shadow, default answer); `embed` answers text models and OpenAI's `/v1/embeddings`;
+//! shadow, default answer); [`embed`] answers text models and OpenAI's `/v1/embeddings`;
 //! [`predict`] is the sans-I/O pipeline every target shares; [`reply`] shapes what goes back.
 
-mod embed;
+pub mod embed;
 pub mod policy;
 pub mod predict;
 pub mod reply;
