@@ -362,3 +362,64 @@ fn text_embeddings_run_in_the_page_on_the_cpu_and_auto_says_why() {
         eprintln!("browser inference: {timing}");
     }
 }
+
+#[test]
+fn the_imagenet_model_classifies_photos_in_the_page_on_auto_and_the_cpu() {
+    let server = Server::start(&[]);
+    let cases =
+        crate::support::reference_cases_in(&repo_root().join("models"), "efficientnet-lite0", "1");
+    // The pixel-exact case (a 256 x 256 PNG: no resize) and a photo as a JPEG.
+    let picked: Vec<&Value> = cases
+        .iter()
+        .filter(|c| c["name"] == "coffee-square" || c["name"] == "chelsea-photo")
+        .collect();
+    let job = json!({
+        "base": server.base,
+        "backends": ["auto", "cpu"],
+        "cases": picked.iter().map(|c| json!({
+            "model": "efficientnet-lite0", "name": c["name"], "input": c["request"],
+        })).collect::<Vec<_>>(),
+        "invalid": [],
+        "repeats": 1,
+    });
+    let report = drive(&job);
+    // `auto` compiles the graph with wonnx and self-checks it against tract (on this machine's
+    // SwiftShader adapter it passes, within 1e-5); either way it says what it chose and why.
+    for load in report["loads"].as_array().unwrap() {
+        eprintln!("browser load: {load}");
+        let ran = load["ran"].as_str().unwrap_or_default();
+        assert!(ran == "webgpu" || ran == "cpu", "{load}");
+        assert!(!load["reason"].as_str().unwrap().is_empty(), "{load}");
+        if load["backend"] == "cpu" {
+            assert_eq!(ran, "cpu", "{load}");
+        }
+    }
+    let predictions = report["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 2 * picked.len());
+    for prediction in predictions {
+        let name = prediction["name"].as_str().unwrap();
+        let result = &prediction["result"];
+        assert_eq!(result["ok"], true, "{name}: {result}");
+        let reply = &result["reply"];
+        let case = picked.iter().find(|c| c["name"] == name).unwrap();
+        let (status, served) = server.post_json(
+            "/models/efficientnet-lite0/versions/1/predict",
+            &case["request"],
+        );
+        assert_eq!(status, 200, "{served}");
+        // The same decode, resize and crop code as the server: the page's answer is the
+        // server's, within tract's distance from onnxruntime.
+        assert_close(
+            &reply["probabilities"],
+            &served["probabilities"],
+            1e-4,
+            name,
+        );
+        assert_eq!(reply["label"], case["top_k"][0]["label"], "{name}");
+        assert_eq!(reply["top_k"].as_array().unwrap().len(), 5, "{name}");
+    }
+    assert_eq!(report["console"], json!([]), "console errors");
+    for timing in report["timings"].as_array().unwrap() {
+        eprintln!("browser inference: {timing}");
+    }
+}
