@@ -78,7 +78,8 @@ impl OrtBackend {
     fn load_pool(&self, dir: &Path) -> anyhow::Result<(SessionPool, u64)> {
         let path = dir.join(GRAPH_FILE);
         let model = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let first = new_session(&self.environment, &model)
+        let fold_weights = only_weights_quantized(&model);
+        let first = new_session(&self.environment, &model, fold_weights)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let names = |outlets: &[ort::value::Outlet]| -> Vec<String> {
             outlets.iter().map(|o| o.name().to_string()).collect()
@@ -100,6 +101,7 @@ impl OrtBackend {
             sessions,
             environment: self.environment.clone(),
             model,
+            fold_weights,
             next: AtomicUsize::new(0),
             inputs,
             outputs,
@@ -108,13 +110,43 @@ impl OrtBackend {
     }
 }
 
-/// A session that runs its operators on the calling thread.
-fn new_session(environment: &Environment, model: &[u8]) -> ort::Result<Session> {
-    Session::builder(environment)?
+/// A session that runs its operators on the calling thread. With `fold_weights`, ONNX Runtime's
+/// QDQ handling is off, so the dequantized weights of an int8-weight graph are folded into fp32
+/// constants at load instead of being dequantized on every run (EfficientNet-Lite0 v2: 43 → 17 ms
+/// in onnxruntime, outputs equal to 1e-7).
+fn new_session(
+    environment: &Environment,
+    model: &[u8],
+    fold_weights: bool,
+) -> ort::Result<Session> {
+    let builder = Session::builder(environment)?
         .with_intra_threads(1)?
         .with_inter_threads(1)?
-        .with_intra_op_spinning(false)?
-        .commit_from_memory(model)
+        .with_intra_op_spinning(false)?;
+    let mut builder = if fold_weights {
+        builder.with_config_entry("session.disable_quant_qdq", "1")?
+    } else {
+        builder
+    };
+    builder.commit_from_memory(model)
+}
+
+/// Whether the graph quantizes only constants: `DequantizeLinear` nodes but no `QuantizeLinear`
+/// (a statically quantized graph's activations, which ONNX Runtime fuses into int8 kernels and
+/// which must keep its QDQ handling on). Dynamic quantization (`DynamicQuantizeLinear`, as in
+/// MiniLM) is unaffected either way.
+fn only_weights_quantized(model: &[u8]) -> bool {
+    use tract_onnx::prelude::Framework as _;
+    let Ok(proto) = tract_onnx::onnx().proto_model_for_read(&mut &model[..]) else {
+        return false;
+    };
+    let ops: Vec<&str> = proto
+        .graph
+        .iter()
+        .flat_map(|graph| &graph.node)
+        .map(|node| node.op_type.as_str())
+        .collect();
+    ops.contains(&"DequantizeLinear") && !ops.contains(&"QuantizeLinear")
 }
 
 impl GraphLoader for OrtBackend {
@@ -133,6 +165,8 @@ struct SessionPool {
     sessions: Vec<Mutex<Option<Session>>>,
     environment: Environment,
     model: Vec<u8>,
+    /// Whether sessions fold dequantized weights at load ([`new_session`]).
+    fold_weights: bool,
     next: AtomicUsize,
     inputs: Vec<String>,
     outputs: Vec<String>,
@@ -153,7 +187,10 @@ impl SessionPool {
             }
         };
         if slot.is_none() {
-            *slot = Some(new_session(&self.environment, &self.model).map_err(ort_error)?);
+            *slot = Some(
+                new_session(&self.environment, &self.model, self.fold_weights)
+                    .map_err(ort_error)?,
+            );
         }
         Ok(slot)
     }
@@ -263,6 +300,21 @@ mod tests {
     use super::*;
     use crate::nn::{assert_matches_reference, reference_tensor};
     use ember_contract::reference::Reference;
+
+    #[test]
+    fn only_graphs_that_quantize_constants_alone_fold_their_weights() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        for (graph, folds) in [
+            ("efficientnet-lite0/2", true),
+            ("minilm/1", true),
+            ("efficientnet-lite0/1", false),
+            ("credit-risk/1", false),
+            ("digits/1", false),
+        ] {
+            let model = std::fs::read(models.join(graph).join(GRAPH_FILE)).unwrap();
+            assert_eq!(only_weights_quantized(&model), folds, "{graph}");
+        }
+    }
 
     /// The backend over the library scripts/setup installs; the test says how to get it.
     fn backend() -> OrtBackend {
