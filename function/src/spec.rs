@@ -41,6 +41,15 @@ pub struct ModelSpec {
     /// Text preprocessing: texts tokenized into id, mask and type tensors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<TextSpec>,
+    /// Whether the embedded build (tract inside the guest: what Spin and `wasmtime serve` run)
+    /// pre-loads and serves this version. Large graphs opt out: their plans would grow every
+    /// instance's snapshot; hosts with `wasi:nn` serve them.
+    #[serde(default = "serves_embedded")]
+    pub embedded: bool,
+}
+
+fn serves_embedded() -> bool {
+    true
 }
 
 /// What the model does.

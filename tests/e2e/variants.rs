@@ -254,3 +254,27 @@ fn the_embedded_build_follows_live_routing_and_serves_versions_newer_than_its_sn
     let (_, v1) = server.post_json("/models/credit-risk/versions/1/predict", &request);
     assert_eq!(reply["probabilities"], v1["probabilities"]);
 }
+
+#[test]
+fn versions_that_opt_out_of_the_embedded_build_say_where_they_run() {
+    embedded_component();
+    let server = Server::start(&["--variant", "embedded"]);
+    let photo =
+        &crate::support::reference_cases_in(&repo_root().join("models"), "efficientnet-lite0", "1")
+            [1]["request"];
+    for (path, body) in [
+        ("/models/efficientnet-lite0/predict", photo.clone()),
+        ("/models/minilm/predict", json!({"text": "hello"})),
+    ] {
+        let (status, reply) = server.post_json(path, &body);
+        assert_eq!(status, 503, "{path}: {reply}");
+        assert_eq!(reply["error"]["code"], "model_not_ready", "{reply}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(message.contains("not in this build"), "{reply}");
+    }
+    let (status, reply) = server.post_json(
+        "/predict",
+        &json!({"age": 42, "income": 52000, "credit_score": 710}),
+    );
+    assert_eq!(status, 200, "{reply}");
+}

@@ -111,7 +111,8 @@ impl InstanceCatalog {
             for version in &listed.versions {
                 // A version that fails here answers 503 `model_not_ready` when asked for.
                 if let Ok(spec) = self.cached_spec(&listed.name, version) {
-                    if spec.text.is_some() {
+                    // The embedded build leaves out versions that opt out of it.
+                    if spec.text.is_some() && (spec.embedded || cfg!(not(feature = "embedded"))) {
                         let _ = self.text_encoder(&spec);
                     }
                     loaded.push(spec);

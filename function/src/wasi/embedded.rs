@@ -5,7 +5,8 @@
 //! pre-initialized (`ember preinit`, see [`super::lifecycle`]): every model version's tract plan is
 //! in the snapshot, and each instance starts with it ready. A version added after the snapshot is
 //! parsed on first use in each instance: correct, but slow until the component is pre-initialized
-//! again. Versions are immutable once published.
+//! again. Versions are immutable once published. A version whose spec says `embedded = false`
+//! (a large graph) is neither in the snapshot nor served here.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,15 @@ pub(super) fn load_and_warm(spec: &ModelSpec) -> Result<(), ApiError> {
 
 /// The ready model for `spec`, parsed now if the snapshot lacks it.
 fn model(spec: &ModelSpec) -> Result<Arc<TractModel>, ApiError> {
+    if !spec.embedded {
+        return Err(ApiError::new(
+            Code::ModelNotReady,
+            format!(
+                "model '{}' version {} is not in this build (it runs where wasi-nn does, e.g. `ember up`)",
+                spec.name, spec.version
+            ),
+        ));
+    }
     let name = spec.model_version();
     if let Some(model) = MODELS.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
         return Ok(model.clone());
