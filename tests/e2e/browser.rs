@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::embeddings::{cosine, vector};
 use crate::support::{assert_close, reference_answers, repo_root, scratch_dir, Server};
 
 /// Longest the browser run may take before the test gives up on it.
@@ -323,21 +324,10 @@ fn text_embeddings_run_in_the_page_on_the_cpu_and_auto_says_why() {
             "{name}"
         );
         assert_eq!(reply["dimensions"], 384);
-        let got: Vec<f64> = reply["embeddings"][0]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        let want: Vec<f64> = case["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        let dot: f64 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
-        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        let cosine = dot / norm(&got) / norm(&want);
+        let cosine = cosine(
+            &vector(&reply["embeddings"][0]),
+            &vector(&case["embedding"]),
+        );
         eprintln!("browser embedding: {name} on {backend}: cosine {cosine:.6}");
         // The ids are Hugging Face's exactly (the token count above, and the function's unit
         // test); the vectors are tract's, whose int8 DynamicQuantizeLinear rounds a little

@@ -15,7 +15,8 @@ fn cases() -> Vec<Value> {
     reference_cases_in(&repo_root().join("models"), MODEL, "1")
 }
 
-fn vector(value: &Value) -> Vec<f64> {
+/// A JSON array of numbers as floats.
+pub fn vector(value: &Value) -> Vec<f64> {
     value
         .as_array()
         .unwrap()
@@ -24,7 +25,8 @@ fn vector(value: &Value) -> Vec<f64> {
         .collect()
 }
 
-fn cosine(a: &[f64], b: &[f64]) -> f64 {
+/// The cosine similarity of two vectors.
+pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
     dot / norm(a) / norm(b)

@@ -69,14 +69,7 @@ pub(super) fn take_telemetry(headers: &mut hyper::HeaderMap) -> Option<Telemetry
         .get(contract_headers::TELEMETRY)
         .and_then(|v| v.to_str().ok())
         .and_then(Telemetry::from_header);
-    let private: Vec<_> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with(contract_headers::PRIVATE_PREFIX))
-        .cloned()
-        .collect();
-    for name in private {
-        headers.remove(name);
-    }
+    remove_private_headers(headers);
     record
 }
 
@@ -87,4 +80,17 @@ pub(super) fn model_version(headers: &hyper::HeaderMap) -> Option<ModelVersion> 
         header(contract_headers::MODEL)?,
         header(contract_headers::MODEL_VERSION)?,
     ))
+}
+
+/// Removes every private header (`ember-x-*`): the function's telemetry from a reply, or what a
+/// client sent in a request (only the host sets them).
+pub(crate) fn remove_private_headers(headers: &mut hyper::HeaderMap) {
+    let private: Vec<_> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with(contract_headers::PRIVATE_PREFIX))
+        .cloned()
+        .collect();
+    for name in private {
+        headers.remove(name);
+    }
 }

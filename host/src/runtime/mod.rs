@@ -9,6 +9,7 @@ mod cpu;
 mod engine;
 mod failure;
 mod invocation;
+pub(crate) use invocation::remove_private_headers;
 pub mod pool;
 mod state;
 

@@ -15,6 +15,7 @@ use super::secret::{self, SecretDigest};
 use crate::in_flight::InFlight;
 use crate::metering::meter::Arrival;
 use crate::runtime::error_response;
+use crate::runtime::remove_private_headers;
 
 /// Seconds a client is told to wait when the host is at its concurrency cap.
 const OVERLOADED_RETRY_S: u64 = 1;
@@ -103,7 +104,7 @@ impl Gate {
             Some(keys) => Some(self.tenant(keys, request, route, default_model)?),
         };
         secret::strip(request);
-        strip_private(request);
+        remove_private_headers(request);
         if let Some(tenant) = &tenant {
             scope_caller(request, tenant.name());
             if let Some(models) = tenant.models() {
@@ -295,18 +296,6 @@ fn model_of<'a>(route: &'a str, default_model: &'a str) -> Option<&'a str> {
 /// Whether `route` is a health probe (`/health`, `/v2/health/live|ready`): open to all.
 fn is_probe(route: &str) -> bool {
     matches!(Route::parse(route), Some(Route::Health | Route::V2Health))
-}
-
-/// Removes every host-to-function header (`ember-x-*`) a client sent: only the host sets them.
-fn strip_private(request: &mut HeaderMap) {
-    let private: Vec<HeaderName> = request
-        .keys()
-        .filter(|name| name.as_str().starts_with(headers::PRIVATE_PREFIX))
-        .cloned()
-        .collect();
-    for name in private {
-        request.remove(name);
-    }
 }
 
 /// Scopes the request's caller to the key: `ember-caller-key` becomes `<key>` when absent, else

@@ -81,17 +81,12 @@ pub fn run(
     stop(&mut server);
     let measured = measured?;
 
-    let seed = flask(
-        &args.models,
-        "efficientnet-lite0",
-        "1",
-        &probe_body(args, "efficientnet-lite0", "1")?,
-    )
-    .and_then(|peer| {
+    let photo = probe_body(args, "efficientnet-lite0", "1")?;
+    let seed = flask(&args.models, "efficientnet-lite0", "1", &photo).and_then(|peer| {
         let probe = Probe {
             address: peer.address.clone(),
             path: "/predict".into(),
-            body: probe_body(args, "efficientnet-lite0", "1").map_err(|e| e.to_string())?,
+            body: photo.clone(),
             authorization: None,
         };
         let rates = end_to_end(runtime, &probe, args.seconds).map_err(|e| e.to_string());
