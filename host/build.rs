@@ -1,9 +1,11 @@
 //! Builds the guest components (`wasm32-wasip2`) with the host, so `cargo build --release` at the
-//! root yields both `ember` and the functions it serves: the wasi-nn variant and the misbehaving
-//! test guest into `target/wasm`, and the embedded variant (tract inside the guest, for hosts
-//! without wasi-nn) into `target/wasm-embedded`, before `ember preinit` snapshots it. Nested cargo
-//! runs use their own target dirs, so they never contend for the outer build's lock, and the two
-//! variants of `ember-function` never overwrite each other. It also generates the KServe v2 gRPC
+//! root yields both `ember` and the functions it serves: the wasi-nn variant, the static file
+//! server and the misbehaving test guest into `target/wasm`, and the two in-guest variants (tract
+//! inside the guest, for hosts without wasi-nn: `embedded`, WASI only, and `spin`, with Spin's
+//! APIs) into `target/wasm-embedded`, before `ember preinit` snapshots them. Nested cargo runs use
+//! their own target dirs, so they never contend for the outer build's lock, and the wasi-nn and
+//! in-guest variants of `ember-function` never overwrite each other; the two in-guest variants
+//! share one target dir (and so one compiled tract) and are copied aside after each build. It also generates the KServe v2 gRPC
 //! service from `proto/kserve_v2.proto` (protox compiles it: no `protoc` needed).
 
 use std::path::{Path, PathBuf};
@@ -24,6 +26,8 @@ fn main() {
         "contract/Cargo.toml",
         "tests/guests/misbehave/src",
         "tests/guests/misbehave/Cargo.toml",
+        "sites/fileserver/src",
+        "sites/fileserver/Cargo.toml",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
@@ -33,23 +37,37 @@ fn main() {
     build_guests(
         &root,
         &wasi_nn,
-        &["-p", "ember-function", "-p", "ember-misbehave"],
+        &[
+            "-p",
+            "ember-function",
+            "-p",
+            "ember-misbehave",
+            "-p",
+            "ember-fileserver",
+        ],
     );
-    let embedded = target.join("wasm-embedded");
-    build_guests(
-        &root,
-        &embedded,
-        &["-p", "ember-function", "--features", "embedded"],
-    );
-    for (name, dir, file) in [
-        ("EMBER_FUNCTION_WASM", &wasi_nn, "ember_function.wasm"),
-        ("EMBER_MISBEHAVE_WASM", &wasi_nn, "ember_misbehave.wasm"),
-        ("EMBER_EMBEDDED_WASM", &embedded, "ember_function.wasm"),
+    for (name, file) in [
+        ("EMBER_FUNCTION_WASM", "ember_function.wasm"),
+        ("EMBER_MISBEHAVE_WASM", "ember_misbehave.wasm"),
+        ("EMBER_FILESERVER_WASM", "ember_fileserver.wasm"),
     ] {
-        println!(
-            "cargo:rustc-env={name}={}",
-            dir.join(WASM_OUT).join(file).display()
+        let path = wasi_nn.join(WASM_OUT).join(file);
+        println!("cargo:rustc-env={name}={}", path.display());
+    }
+    let in_guest = target.join("wasm-embedded");
+    for (name, feature) in [
+        ("EMBER_EMBEDDED_WASM", "embedded"),
+        ("EMBER_SPIN_WASM", "spin"),
+    ] {
+        build_guests(
+            &root,
+            &in_guest,
+            &["-p", "ember-function", "--features", feature],
         );
+        let built = in_guest.join(WASM_OUT).join("ember_function.wasm");
+        let aside = in_guest.join(format!("ember_function_{feature}.wasm"));
+        std::fs::copy(&built, &aside).expect("copying the in-guest build aside");
+        println!("cargo:rustc-env={name}={}", aside.display());
     }
 }
 

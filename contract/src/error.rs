@@ -67,6 +67,9 @@ pub enum Code {
     BinaryDataMismatch,
     /// A request parameter names a protocol extension Ember does not offer.
     UnsupportedParameter,
+    /// A routing policy sent to the management API names a version the model lacks, or is not
+    /// one.
+    InvalidRouting,
     // Outcomes (feedback on past invocations: 404, 409, 422).
     /// No invocation has this id.
     UnknownInvocation,
@@ -123,6 +126,8 @@ pub enum Code {
     HostError,
     /// The usage ledger could not store the invocation's record.
     MeteringUnavailable,
+    /// The deployment's state (Spin's key-value store or SQLite database) could not be used.
+    StateUnavailable,
 }
 
 impl Code {
@@ -135,8 +140,8 @@ impl Code {
             | WrongTask | WrongType | NotFinite | NotAnInteger | OutOfRange | BadBase64
             | NotAnImage | ImageTooLarge | DuplicateInput | MissingInput | UnknownInput
             | UnknownOutput | BatchMismatch | BatchTooLarge | WrongDatatype | WrongDataLength
-            | WrongShape | BinaryDataMismatch | UnsupportedParameter | NoDecision
-            | UnknownLabel => 422,
+            | WrongShape | BinaryDataMismatch | UnsupportedParameter | InvalidRouting
+            | NoDecision | UnknownLabel => 422,
             NoRoute | NotFound | UnknownModel | UnknownVersion | UnknownInvocation => 404,
             DuplicateOutcome => 409,
             MethodNotAllowed => 405,
@@ -148,7 +153,8 @@ impl Code {
             RateLimited => 429,
             InferenceFailed | MemoryLimitExceeded | FunctionTrapped | NoResponse
             | FunctionError | HostError => 500,
-            ModelNotReady | BackendUnavailable | Overloaded | MeteringUnavailable => 503,
+            ModelNotReady | BackendUnavailable | Overloaded | MeteringUnavailable
+            | StateUnavailable => 503,
             DeadlineExceeded => 504,
         }
     }
@@ -192,6 +198,7 @@ impl Code {
             WrongShape => "wrong_shape",
             BinaryDataMismatch => "binary_data_mismatch",
             UnsupportedParameter => "unsupported_parameter",
+            InvalidRouting => "invalid_routing",
             UnknownInvocation => "unknown_invocation",
             NoDecision => "no_decision",
             UnknownLabel => "unknown_label",
@@ -218,6 +225,7 @@ impl Code {
             Overloaded => "overloaded",
             HostError => "host_error",
             MeteringUnavailable => "metering_unavailable",
+            StateUnavailable => "state_unavailable",
         }
     }
 }

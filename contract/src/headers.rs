@@ -46,3 +46,8 @@ pub const TELEMETRY: &str = "ember-x-telemetry";
 /// models, comma-separated. The function enforces it where the model is named in the body
 /// (`/v1/embeddings`); the host removes any a client sends (every [`PRIVATE_PREFIX`] header).
 pub const ALLOWED_MODELS: &str = "ember-x-allowed-models";
+
+/// Request header Ember's host sets to the invocation id it will record the request under, so a
+/// function that keeps its own records (the Spin build) files them under the same id; the host
+/// removes any a client sends (every [`PRIVATE_PREFIX`] header).
+pub const INVOCATION_ID_HINT: &str = "ember-x-invocation-id";

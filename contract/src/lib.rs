@@ -7,7 +7,8 @@
 //! - [`error`]: the error [`Code`]s with their HTTP status, and the JSON error envelopes;
 //! - [`telemetry`]: the record a prediction leaves for the host (audit, drift, shadow, fallback);
 //! - [`names`]: the default model, [`ModelVersion`] (also the graph name) and the layout of a model version's files;
-//! - [`reference`]: a version's reference cases (`reference.json`).
+//! - [`reference`]: a version's reference cases (`reference.json`);
+//! - [`manage`]: the management API that operates a deployment (routing, records) over HTTP.
 //!
 //! The crate is plain Rust (serde only): it compiles into the guest, the host and the browser.
 
@@ -15,6 +16,7 @@
 
 pub mod error;
 pub mod headers;
+pub mod manage;
 pub mod names;
 pub mod reference;
 pub mod route;

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod catalog;
 pub mod clock;
+pub mod manage;
 pub mod openapi;
 pub mod postprocess;
 pub mod routing;

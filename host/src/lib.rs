@@ -4,6 +4,7 @@
 //! - [`runtime`]: the wasmtime engine, the component cache and one invocation's sandbox (deadline,
 //!   memory cap, fuel, CPU time);
 //! - [`nn`]: `wasi:nn` for guests — the model backends, the graph store and inference metering;
+//! - [`spin`]: Spin's key-value store, SQLite and variables for guests (the Spin build);
 //! - [`metering`]: usage records, prices, the durable ledger, Prometheus metrics, usage reports
 //!   and drift against the training baseline;
 //! - [`tenants`]: API keys, per-key scopes, rate limits and budgets, the concurrency cap;
@@ -13,6 +14,7 @@
 //!   function);
 //! - [`manifest`]: `spin.toml` as Ember reads it;
 //! - [`policy`]: changing a model's routing policy;
+//! - [`remote`]: operating a deployment over HTTP (the management API's client);
 //! - [`preinit`]: pre-initializing the embedded function with its models;
 //! - [`in_flight`]: counting what is under way (invocations, ledger commits);
 //! - [`process`]: watching child processes (the bench's peers, the tests' servers).
@@ -35,6 +37,8 @@ pub mod outcomes;
 pub mod policy;
 pub mod preinit;
 pub mod process;
+pub mod remote;
 pub mod runtime;
+pub mod spin;
 pub mod stats;
 pub mod tenants;

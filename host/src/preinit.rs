@@ -27,8 +27,34 @@ use sha2::{Digest as _, Sha256};
 /// Seed of the random sources pre-initialization runs with ("EMBER" in ASCII).
 const SEED: u64 = 0x0045_4d42_4552;
 
-/// Where `ember preinit` writes by default, and what spin.toml's `source` names.
-pub const DEFAULT_OUTPUT: &str = "target/wasm/ember-function-embedded.wasm";
+/// The builds of the function that run tract inside themselves, for hosts without wasi:nn; each
+/// is served pre-initialized.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InGuestBuild {
+    /// Imports nothing but WASI: for `wasmtime serve` and any wasi:http host.
+    Embedded,
+    /// The embedded build plus Spin's APIs (key-value routing, SQLite records, the management
+    /// API): what spin.toml's `source` names.
+    Spin,
+}
+
+impl InGuestBuild {
+    /// The component as `cargo build` made it (before pre-initialization).
+    pub fn built(self) -> &'static Path {
+        Path::new(match self {
+            Self::Embedded => env!("EMBER_EMBEDDED_WASM"),
+            Self::Spin => env!("EMBER_SPIN_WASM"),
+        })
+    }
+
+    /// Where its snapshot goes by default (spin.toml's `source` names the Spin one).
+    pub fn default_output(self) -> &'static Path {
+        Path::new(match self {
+            Self::Embedded => "target/wasm/ember-function-embedded.wasm",
+            Self::Spin => "target/wasm/ember-function-spin.wasm",
+        })
+    }
+}
 
 /// Pre-initializes `component` with `models` and writes the result to `out` (atomically).
 pub fn write_preinitialized(component: &Path, models: &Path, out: &Path) -> anyhow::Result<()> {
@@ -115,6 +141,8 @@ pub async fn preinitialize(wasm: &[u8], models: &Path) -> anyhow::Result<Vec<u8>
         HostState::new(
             wasi.build(),
             WasiNnCtx::new([], InMemoryRegistry::new().into()),
+            // Initialization reads the models directory only.
+            crate::spin::SpinHost::none(),
         ),
     );
     let instance = linker.instantiate_async(&mut store, &component).await?;

@@ -46,19 +46,31 @@ impl Server {
 
     /// Starts `ember up` with a specific compiled-component cache directory.
     pub fn start_with_cache(cache: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(cache, extra, &[])
+    }
+
+    /// Starts `ember up` with a specific cache directory and environment variables (e.g. Spin
+    /// variables). Unless `extra` names them, the ledger and the Spin APIs' state go to fresh
+    /// scratch directories.
+    pub fn start_with_env(cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let scratch = |flag: &str, dir: &str, file: &str| {
+            if extra.contains(&flag) {
+                vec![]
+            } else {
+                vec![
+                    flag.to_string(),
+                    scratch_dir(dir).join(file).display().to_string(),
+                ]
+            }
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
             .current_dir(repo_root())
             .args(["up", "--listen", "127.0.0.1:0", "--cache-dir"])
             .arg(cache)
-            .args(if extra.contains(&"--ledger") {
-                vec![]
-            } else {
-                vec![
-                    "--ledger".to_string(),
-                    scratch_dir("ledger").join("usage.db").display().to_string(),
-                ]
-            })
+            .args(scratch("--ledger", "ledger", "usage.db"))
+            .args(scratch("--spin-state", "spin-state", "spin"))
             .args(extra)
+            .envs(env.iter().copied())
             .env("EMBER_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -439,14 +451,20 @@ pub fn models_copy() -> PathBuf {
 
 /// Runs the `ember` CLI and returns its standard output; fails the test if it fails.
 pub fn ember(args: &[&str]) -> String {
+    ember_with_env(args, &[]).unwrap_or_else(|stderr| panic!("ember {args:?}: {stderr}"))
+}
+
+/// Runs the `ember` CLI with environment variables: its standard output, or its standard error
+/// when it fails.
+pub fn ember_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<String, String> {
     let output = Command::new(env!("CARGO_BIN_EXE_ember"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "ember {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    if output.status.success() {
+        Ok(String::from_utf8(output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
 }

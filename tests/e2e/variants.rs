@@ -12,22 +12,33 @@ use crate::support::{
     reference_cases_in, repo_root, scratch_dir, ReferenceAnswer, Server,
 };
 
-/// The pre-initialized embedded function at the path spin.toml names, made once per test run by
-/// `ember preinit` (what spin.toml's build command runs).
-fn embedded_component() -> &'static PathBuf {
+/// The pre-initialized embedded function (WASI only, for `wasmtime serve`), made once per test
+/// run by `ember preinit --build embedded`.
+pub fn embedded_component() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let root = repo_root();
-        let out = root.join("target/wasm/ember-function-embedded.wasm");
-        ember(&[
-            "preinit",
-            "--models",
-            root.join("models").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        out
-    })
+    BUILT.get_or_init(|| preinit("embedded", "target/wasm/ember-function-embedded.wasm"))
+}
+
+/// The pre-initialized Spin build at the path spin.toml names, made once per test run by
+/// `ember preinit --build spin` (what spin.toml's build command runs).
+pub fn spin_component() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| preinit("spin", "target/wasm/ember-function-spin.wasm"))
+}
+
+fn preinit(build: &str, out: &str) -> PathBuf {
+    let root = repo_root();
+    let out = root.join(out);
+    ember(&[
+        "preinit",
+        "--build",
+        build,
+        "--models",
+        root.join("models").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    out
 }
 
 /// Every reference case through `/predict` and v2 `infer`, within 1e-4 of onnxruntime.
@@ -157,7 +168,7 @@ fn embedded_fuel_per_request_stays_within_twice_the_wasi_nn_variant() {
 
 #[test]
 fn spin_toml_follows_the_manifest_rules_and_names_files_the_build_makes() {
-    embedded_component();
+    spin_component();
     let manifest = repo_root().join("spin.toml");
     let report: Value = serde_json::from_str(&ember(&[
         "manifest",
@@ -170,27 +181,32 @@ fn spin_toml_follows_the_manifest_rules_and_names_files_the_build_makes() {
     for file in report["files"].as_array().unwrap() {
         assert_eq!(file["exists"], true, "{file}");
     }
-    // Spin runs the embedded build: it has no wasi:nn, so the source must not import it.
+    // Spin runs the Spin build: it has no wasi:nn, so the source must not import it; it imports
+    // Spin's key-value store, SQLite and variables. The embedded build imports WASI only.
+    let imports = |file: &[u8], name: &str| file.windows(name.len()).any(|w| w == name.as_bytes());
     let source = std::fs::read(repo_root().join(report["source"].as_str().unwrap())).unwrap();
     assert!(
-        !source.windows(7).any(|w| w == b"wasi:nn"),
+        !imports(&source, "wasi:nn"),
         "spin.toml's source imports wasi:nn"
     );
-    assert!(source
-        .windows(30)
-        .any(|w| w == b"wasi:http/incoming-handler@0.2"));
+    assert!(imports(&source, "wasi:http/incoming-handler@0.2"));
+    for spin in ["key-value@2.0.0", "sqlite@2.0.0", "variables@2.0.0"] {
+        assert!(imports(&source, &format!("fermyon:spin/{spin}")), "{spin}");
+    }
+    let embedded = std::fs::read(embedded_component()).unwrap();
+    assert!(!imports(&embedded, "wasi:nn") && !imports(&embedded, "fermyon:"));
 }
 
 #[test]
-fn ember_up_pre_initializes_a_missing_embedded_component_from_the_manifest() {
-    embedded_component();
+fn ember_up_pre_initializes_a_missing_spin_component_from_the_manifest() {
+    spin_component();
     let dir = scratch_dir("manifest");
     let root = repo_root();
     let manifest = std::fs::read_to_string(root.join("spin.toml"))
         .unwrap()
         .replace(
-            "source = \"target/wasm/ember-function-embedded.wasm\"",
-            &format!("source = \"{}\"", dir.join("embedded.wasm").display()),
+            "source = \"target/wasm/ember-function-spin.wasm\"",
+            &format!("source = \"{}\"", dir.join("spin.wasm").display()),
         )
         .replace(
             "{ source = \"models\"",
@@ -198,20 +214,12 @@ fn ember_up_pre_initializes_a_missing_embedded_component_from_the_manifest() {
         );
     let path = dir.join("spin.toml");
     std::fs::write(&path, manifest).unwrap();
-    let server = Server::start(&[
-        "--manifest",
-        path.to_str().unwrap(),
-        "--variant",
-        "embedded",
-    ]);
-    assert!(server
-        .logs()
-        .contains("pre-initialized the embedded function"));
+    let server = Server::start(&["--manifest", path.to_str().unwrap(), "--variant", "spin"]);
+    assert!(server.logs().contains("pre-initialized the function"));
     // Pre-initialization is reproducible: the same code and models give the same bytes as
     // `ember preinit` (so the compiled component is cached once).
     assert!(
-        std::fs::read(dir.join("embedded.wasm")).unwrap()
-            == std::fs::read(embedded_component()).unwrap(),
+        std::fs::read(dir.join("spin.wasm")).unwrap() == std::fs::read(spin_component()).unwrap(),
         "pre-initialization is not reproducible"
     );
     let (status, reply) = server.post_json(

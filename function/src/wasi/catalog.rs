@@ -170,6 +170,11 @@ impl Catalog for InstanceCatalog {
         if !is_valid_name(name) {
             return Routing::default();
         }
+        // On Spin, a policy set through the management API outranks the packaged file.
+        #[cfg(feature = "spin")]
+        if let Some(routing) = super::spin::stored_routing(name) {
+            return routing;
+        }
         let Some(identity) = FileIdentity::of(&format!("{name}/{ROUTING_FILE}")) else {
             // No file: the default policy, and nothing to remember.
             permanent(|| lock(&ROUTING).remove(name));

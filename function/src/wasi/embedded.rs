@@ -26,16 +26,38 @@ static MODELS: Mutex<BTreeMap<ModelVersion, Arc<TractModel>>> = Mutex::new(BTree
 /// tract inside the guest, over the models in its memory.
 pub struct Embedded;
 
+#[cfg(feature = "spin")]
+thread_local! {
+    /// Time spent in inference since [`take_inference_us`] last read it.
+    static INFERENCE_US: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The µs spent in inference since the last call (the request's, when called once per request).
+#[cfg(feature = "spin")]
+pub(super) fn take_inference_us() -> u64 {
+    INFERENCE_US.take()
+}
+
 impl Inference for Embedded {
     fn infer(&self, spec: &ModelSpec, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError> {
-        // Outside the request arena: tract keeps thread-local scratch buffers, made on a model's
-        // first run, that outlive the request (and a model parsed now is kept).
-        super::permanent(|| {
-            model(spec)?
-                .run_tensors(inputs)
-                .map_err(|_| ApiError::new(Code::InferenceFailed, "inference failed"))
-        })
+        // The Spin build records inference time with each prediction.
+        #[cfg(feature = "spin")]
+        let started = std::time::Instant::now();
+        let outputs = run(spec, inputs);
+        #[cfg(feature = "spin")]
+        INFERENCE_US.set(INFERENCE_US.get() + started.elapsed().as_micros() as u64);
+        outputs
     }
+}
+
+/// Runs `spec`'s model. Outside the request arena: tract keeps thread-local scratch buffers, made
+/// on a model's first run, that outlive the request (and a model parsed now is kept).
+fn run(spec: &ModelSpec, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError> {
+    super::permanent(|| {
+        model(spec)?
+            .run_tensors(inputs)
+            .map_err(|_| ApiError::new(Code::InferenceFailed, "inference failed"))
+    })
 }
 
 /// Loads `spec`'s model and runs it once on zeros, so that what tract sets up on a model's first
@@ -56,7 +78,9 @@ pub(super) fn load_and_warm(spec: &ModelSpec) -> Result<(), ApiError> {
             })
         })
         .collect();
-    Embedded.infer(spec, zeros).map(drop)
+    // Untimed: no clock reading may be left in the snapshot, which must be the same bytes on
+    // every build.
+    run(spec, zeros).map(drop)
 }
 
 /// The ready model for `spec`, parsed now if the snapshot lacks it.

@@ -11,6 +11,8 @@ use ember_contract::names::{DEFAULT_MODEL, DEFAULT_MODEL_ENV, TELEMETRY_ENV};
 use ember_contract::route::is_v2_path;
 use ember_contract::{headers, ApiError, Code};
 
+#[cfg(feature = "spin")]
+use super::spin::Arrival;
 use super::{Engine, InstanceCatalog};
 use crate::app::predict::{too_large, MAX_BODY_BYTES};
 use crate::app::{App, Request, Response};
@@ -26,12 +28,32 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
     }
 }
 
-/// Reads the request, runs the [`App`] and sends its reply.
+/// Reads the request, runs the [`App`] (or, in the Spin build, the management API) and sends its
+/// reply.
 fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    #[cfg(feature = "spin")]
+    let arrived = Arrival::now();
     let path = request.path_with_query().unwrap_or_default();
-    let response = match read_body(&request) {
+    let body = read_body(&request);
+    let method = method_name(&request.method());
+    #[cfg(feature = "spin")]
+    if let Some(rest) = path.strip_prefix(super::spin::PREFIX) {
+        let response = match &body {
+            Ok(body) => super::spin::manage(
+                &InstanceCatalog::default(),
+                &crate::manage::ManageRequest {
+                    method: &method,
+                    path: rest,
+                    authorization: header(&request, "authorization").as_deref(),
+                    body,
+                },
+            ),
+            Err(error) => Response::error(error, false),
+        };
+        return send(response_out, &response, &[]);
+    }
+    let response = match &body {
         Ok(body) => {
-            let method = method_name(&request.method());
             let content_type = header(&request, "content-type");
             let inference_header_length =
                 header(&request, headers::INFERENCE_HEADER_CONTENT_LENGTH);
@@ -45,7 +67,7 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
                 path: &path,
                 content_type: content_type.as_deref(),
                 inference_header_length: inference_header_length.as_deref(),
-                body: &body,
+                body,
                 pick: Pick {
                     caller_key: caller_key.as_deref(),
                     entropy: wasip2::random::random::get_random_u64(),
@@ -53,9 +75,20 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
                 allowed_models: allowed_models.as_deref(),
             })
         }
-        Err(error) => Response::error(&error, is_v2_path(&path)),
+        Err(error) => Response::error(error, is_v2_path(&path)),
     };
-    send(response_out, &response);
+    // The Spin build files the prediction's record, and tells a client of a host that did not
+    // name the invocation the id it is filed under.
+    #[cfg(feature = "spin")]
+    let extra = arrived.record(
+        header(&request, headers::INVOCATION_ID_HINT),
+        &path,
+        body.as_deref().unwrap_or_default(),
+        &response,
+    );
+    #[cfg(not(feature = "spin"))]
+    let extra = [];
+    send(response_out, &response, &extra);
 }
 
 fn method_name(method: &Method) -> String {
@@ -118,12 +151,16 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
 /// Most bytes of an oversized body read (and discarded) before answering 413 regardless.
 const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
-fn send(out: ResponseOutparam, response: &Response) {
+/// Sends `response`, with `extra` headers.
+fn send(out: ResponseOutparam, response: &Response, extra: &[(&str, String)]) {
     let encoded = response.encode();
     let mut fields = vec![(
         "content-type".to_string(),
         encoded.content_type.as_bytes().to_vec(),
     )];
+    for (name, value) in extra {
+        fields.push((name.to_string(), value.as_bytes().to_vec()));
+    }
     if let Some(allow) = response.allow {
         fields.push(("allow".to_string(), allow.as_bytes().to_vec()));
     }

@@ -3,6 +3,7 @@
 //! without wasi-nn (Spin, `wasmtime serve`). Models are read from the host's read-only mount at
 //! [`ember_contract::names::GUEST_MODELS_DIR`], through a catalog that keeps what the instance
 //! parsed; both builds are pre-initialized with every spec (and the embedded one with every graph).
+//! The Spin build (feature `spin`, on top of `embedded`) adds Spin's APIs: see [`spin`].
 
 mod arena;
 mod catalog;
@@ -12,6 +13,8 @@ mod http;
 mod lifecycle;
 #[cfg(not(feature = "embedded"))]
 mod nn;
+#[cfg(feature = "spin")]
+mod spin;
 
 use catalog::InstanceCatalog;
 

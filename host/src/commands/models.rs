@@ -1,14 +1,17 @@
 //! `ember models list | promote | rollback | split | shadow | fallback | default-answer | alerts`:
-//! version routing, written atomically to `models/<name>/routing.json`. The function reads it on
-//! every request, so a change applies to the next request with no restart and no failed request.
-//! `ember models agreement`, `drift` and `quality` read the ledger's decisions and outcomes;
+//! version routing, written atomically to `models/<name>/routing.json` — or, with `--remote URL`,
+//! through a deployment's management API (Ember's host or the Spin build, which keeps it in Spin's
+//! key-value store). The function reads it on every request, so a change applies to the next
+//! request with no restart and no failed request. `ember models agreement`, `drift` and `quality`
+//! read the ledger's decisions and outcomes (`drift --remote` reads the deployment's records);
 //! `ember models rollout` asks `ember up` for a guarded rollout (its state is in the ledger).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use ember_function::catalog::{Catalog, DirCatalog, ModelVersions};
-use ember_function::routing::Weighted;
+use ember_contract::manage::RecordQuery;
+use ember_function::catalog::{Catalog, DirCatalog};
+use ember_function::routing::{Routing, Weighted};
 
 use crate::metering::drift::{assess, Baseline, DriftReport, MIN_WINDOW};
 use crate::metering::ledger::{self, LedgerArg};
@@ -16,6 +19,7 @@ use crate::metering::meter::Arrival;
 use crate::nn::registry::DEFAULT_MODELS_DIR;
 use crate::outcomes::{self, quality, rollout};
 use crate::policy;
+use crate::remote::{Remote, RemoteArg};
 
 /// Options of `ember models`.
 #[derive(clap::Args, Debug, Clone)]
@@ -23,6 +27,9 @@ pub struct ModelsArgs {
     /// Models directory.
     #[arg(long, default_value = DEFAULT_MODELS_DIR, global = true)]
     pub models: PathBuf,
+    /// A deployment to operate over HTTP instead.
+    #[command(flatten)]
+    pub remote: RemoteArg,
     /// What to do.
     #[command(subcommand)]
     pub command: ModelsCommand,
@@ -182,56 +189,20 @@ pub enum ModelsCommand {
 /// Runs `ember models`.
 pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
     let catalog = DirCatalog::new(&args.models);
+    let deployment = match args.remote.connect()? {
+        Some(remote) => Deployment::Remote(remote),
+        None => Deployment::Local(&catalog),
+    };
     match args.command {
-        ModelsCommand::List { ledger } => {
-            let conn = ledger
-                .path
-                .is_file()
-                .then(|| ledger.open_current())
-                .transpose()?;
-            for model in catalog.models() {
-                let routing = catalog.routing(&model.name);
-                let split: Vec<String> = routing
-                    .split
-                    .iter()
-                    .map(|w| format!("{}={}", w.version, w.weight))
-                    .collect();
-                println!(
-                    "{:<16} versions {:<10} aliases {:<28} split {}",
-                    model.name,
-                    model.versions.join(","),
-                    serde_json::to_string(&model.aliases)?,
-                    if split.is_empty() {
-                        "-".into()
-                    } else {
-                        split.join(" ")
-                    }
-                );
-                let latest = match &conn {
-                    Some(conn) => rollout::load(conn, &model.name)?,
-                    None => None,
-                };
-                if let Some(r) = latest {
-                    println!(
-                        "{:<16} rollout of {} from {}: {} at {}% (steps {:?})",
-                        "",
-                        r.candidate,
-                        r.baseline,
-                        serde_json::to_value(r.state)?.as_str().unwrap_or_default(),
-                        r.percent(),
-                        r.steps
-                    );
-                }
-            }
-        }
+        ModelsCommand::List { ledger } => list(&deployment, &ledger)?,
         ModelsCommand::Promote { name, version } => {
-            require_version(&catalog, &name, &version)?;
-            policy::update(&catalog, &name, |r| r.promote(&version))?;
+            deployment.require_version(&name, &version)?;
+            deployment.update(&name, |r| r.promote(&version))?;
             println!("{name}: stable → {version}");
         }
         ModelsCommand::Rollback { name } => {
             let mut restored = None;
-            policy::update(&catalog, &name, |r| restored = r.rollback())?;
+            deployment.update(&name, |r| restored = r.rollback())?;
             match restored {
                 Some(version) => println!("{name}: stable → {version} (rolled back)"),
                 None => bail!("{name} has no earlier stable version to roll back to"),
@@ -240,13 +211,13 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
         ModelsCommand::Split { name, weights } => {
             let split = weights
                 .iter()
-                .map(|pair| parse_weight(&catalog, &name, pair))
+                .map(|pair| parse_weight(&deployment, &name, pair))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let canary = (split.len() > 1)
                 .then(|| split.iter().min_by_key(|w| w.weight))
                 .flatten()
                 .map(|w| w.version.clone());
-            policy::update(&catalog, &name, |r| {
+            deployment.update(&name, |r| {
                 r.split = split.clone();
                 match &canary {
                     Some(v) => r.aliases.insert("canary".into(), v.clone()),
@@ -256,13 +227,13 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             println!("{name}: split {}", weights.join(" "));
         }
         ModelsCommand::Shadow { name, version } => {
-            let shadow = optional_version(&catalog, &name, &version)?;
-            policy::update(&catalog, &name, |r| r.shadow = shadow.clone())?;
+            let shadow = deployment.optional_version(&name, &version)?;
+            deployment.update(&name, |r| r.shadow = shadow.clone())?;
             println!("{name}: shadow {version}");
         }
         ModelsCommand::Fallback { name, version } => {
-            let fallback = optional_version(&catalog, &name, &version)?;
-            policy::update(&catalog, &name, |r| r.fallback = fallback.clone())?;
+            let fallback = deployment.optional_version(&name, &version)?;
+            deployment.update(&name, |r| r.fallback = fallback.clone())?;
             println!("{name}: fallback {version}");
         }
         ModelsCommand::DefaultAnswer { name, answer } => {
@@ -276,13 +247,14 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             if answer.as_ref().is_some_and(|a| !a.is_object()) {
                 bail!("the default answer must be a JSON object");
             }
-            policy::update(&catalog, &name, |r| r.default_answer = answer.clone())?;
+            deployment.update(&name, |r| r.default_answer = answer.clone())?;
             println!(
                 "{name}: default answer {}",
                 answer.map(|a| a.to_string()).unwrap_or("off".into())
             );
         }
         ModelsCommand::Agreement { name, ledger } => {
+            deployment.local_only("agreement")?;
             let conn = ledger.open_current()?;
             let mut stmt = conn.prepare(
                 "SELECT model_version, shadow_version, COUNT(*), SUM(shadow_agrees) FROM decisions
@@ -319,22 +291,37 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
         } => {
             let version = match version {
                 Some(v) => v,
-                None => {
-                    catalog
-                        .spec(&name, Some("stable"), Default::default())
-                        .or_else(|_| catalog.spec(&name, None, Default::default()))
-                        .map_err(|e| anyhow::anyhow!("{name}: {}", e.message))?
-                        .version
-                }
+                None => deployment.stable(&name)?,
             };
+            // The training baseline is the model's own (model.toml); the decisions are the
+            // deployment's.
             let baseline = Baseline::load(catalog.root(), &name, &version)?;
-            let conn = ledger.open_current()?;
-            let rows: Vec<_> = ledger::recent_decisions(&conn, &name, &version, window)?
-                .into_iter()
-                .filter_map(|r| r.decision)
-                .filter(|d| !d.features.is_empty())
-                .map(|d| (d.features, d.prediction))
-                .collect();
+            let rows: Vec<_> = match &deployment {
+                Deployment::Local(_) => {
+                    let conn = ledger.open_current()?;
+                    ledger::recent_decisions(&conn, &name, &version, window)?
+                        .into_iter()
+                        .filter_map(|r| r.decision)
+                        .map(|d| (d.features, d.prediction))
+                        .collect()
+                }
+                Deployment::Remote(remote) => remote
+                    .records(&RecordQuery {
+                        model: Some(name.clone()),
+                        version: Some(version.clone()),
+                        limit: Some(window),
+                        ..Default::default()
+                    })?
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            r.telemetry.features,
+                            r.telemetry.prediction.map(|p| p as i64),
+                        )
+                    })
+                    .collect(),
+            };
+            let rows: Vec<_> = rows.into_iter().filter(|(f, _)| !f.is_empty()).collect();
             let report = assess(&name, &version, &baseline, &rows, threshold);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -349,6 +336,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             ledger,
             json,
         } => {
+            deployment.local_only("quality")?;
             let conn = ledger.open_current()?;
             let report: Vec<_> = outcomes::report(&conn, &catalog, &name, window)?
                 .into_iter()
@@ -370,13 +358,14 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             abort,
             ledger,
         } => {
+            deployment.local_only("rollout")?;
             let conn = ledger.open_current()?;
             let now_us = Arrival::now_us();
             if abort {
                 let stopped = rollout::abort(&conn, &catalog, &name, now_us)?;
                 println!("{name}: rollout of {} aborted", stopped.candidate);
             } else if let Some(version) = version {
-                require_version(&catalog, &name, &version)?;
+                deployment.require_version(&name, &version)?;
                 let plan = rollout::Plan {
                     model: name.clone(),
                     candidate: version.clone(),
@@ -416,7 +405,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             error_rate,
             min_requests,
         } => {
-            let mut rules = catalog.routing(&name).alerts.unwrap_or_default();
+            let mut rules = deployment.routing(&name)?.alerts.unwrap_or_default();
             let changes = [
                 accuracy_drop.map(|v| rules.accuracy_drop = v),
                 min_labels.map(|v| rules.min_labels = v),
@@ -425,8 +414,8 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 min_requests.map(|v| rules.min_requests = v),
             ];
             if changes.iter().any(Option::is_some) {
-                require_model(&catalog, &name)?;
-                policy::update(&catalog, &name, |r| r.alerts = Some(rules.clone()))?;
+                deployment.versions(&name)?;
+                deployment.update(&name, |r| r.alerts = Some(rules.clone()))?;
             }
             println!("{name}: {}", serde_json::to_string(&rules)?);
         }
@@ -519,47 +508,153 @@ fn print_drift(report: &DriftReport, threshold: f64) {
     }
 }
 
-/// `off` → `None`; otherwise the version, which must exist.
-fn optional_version(
-    catalog: &DirCatalog,
-    name: &str,
-    version: &str,
-) -> anyhow::Result<Option<String>> {
-    if version == "off" {
-        return Ok(None);
-    }
-    require_version(catalog, name, version)?;
-    Ok(Some(version.to_string()))
-}
-
-fn require_model(catalog: &DirCatalog, name: &str) -> anyhow::Result<ModelVersions> {
-    catalog
-        .models()
-        .into_iter()
-        .find(|m| m.name == name)
-        .with_context(|| format!("no model named {name}"))
-}
-
-fn require_version(catalog: &DirCatalog, name: &str, version: &str) -> anyhow::Result<()> {
-    let known = require_model(catalog, name)?;
-    if !known.versions.iter().any(|v| v == version) {
-        bail!(
-            "{name} has no version {version} (has {})",
-            known.versions.join(", ")
+/// Prints every model with its versions, aliases, split and (locally) its latest rollout.
+fn list(deployment: &Deployment, ledger: &LedgerArg) -> anyhow::Result<()> {
+    let models: Vec<(String, Vec<String>, Routing)> = match deployment {
+        Deployment::Local(catalog) => catalog
+            .models()
+            .into_iter()
+            .map(|m| (m.name.clone(), m.versions, catalog.routing(&m.name)))
+            .collect(),
+        Deployment::Remote(remote) => remote
+            .models()?
+            .into_iter()
+            .map(|m| Ok((m.name, m.versions, serde_json::from_value(m.routing)?)))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let conn = match deployment {
+        Deployment::Local(_) if ledger.path.is_file() => Some(ledger.open_current()?),
+        _ => None,
+    };
+    for (name, versions, routing) in models {
+        let split: Vec<String> = routing
+            .split
+            .iter()
+            .map(|w| format!("{}={}", w.version, w.weight))
+            .collect();
+        println!(
+            "{:<16} versions {:<10} aliases {:<28} split {}",
+            name,
+            versions.join(","),
+            serde_json::to_string(&routing.aliases)?,
+            if split.is_empty() {
+                "-".into()
+            } else {
+                split.join(" ")
+            }
         );
+        let latest = match &conn {
+            Some(conn) => rollout::load(conn, &name)?,
+            None => None,
+        };
+        if let Some(r) = latest {
+            println!(
+                "{:<16} rollout of {} from {}: {} at {}% (steps {:?})",
+                "",
+                r.candidate,
+                r.baseline,
+                serde_json::to_value(r.state)?.as_str().unwrap_or_default(),
+                r.percent(),
+                r.steps
+            );
+        }
     }
-    // The version must also be servable: its spec has to parse.
-    catalog
-        .spec(name, Some(version), Default::default())
-        .map_err(|e| anyhow::anyhow!("{name} {version}: {}", e.message))?;
     Ok(())
 }
 
-fn parse_weight(catalog: &DirCatalog, name: &str, pair: &str) -> anyhow::Result<Weighted> {
+/// Where `ember models` changes routing: the local models directory, or a deployment over HTTP.
+enum Deployment<'a> {
+    Local(&'a DirCatalog),
+    Remote(Remote),
+}
+
+impl Deployment<'_> {
+    /// Refuses a command that reads the local ledger when `--remote` was given.
+    fn local_only(&self, command: &str) -> anyhow::Result<()> {
+        match self {
+            Self::Local(_) => Ok(()),
+            Self::Remote(_) => {
+                bail!("`ember models {command}` reads the local ledger; it has no --remote form")
+            }
+        }
+    }
+
+    /// `name`'s published versions; an error for a model the deployment lacks.
+    fn versions(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let versions = match self {
+            Self::Local(catalog) => catalog
+                .models()
+                .into_iter()
+                .find(|m| m.name == name)
+                .map(|m| m.versions),
+            Self::Remote(remote) => remote
+                .models()?
+                .into_iter()
+                .find(|m| m.name == name)
+                .map(|m| m.versions),
+        };
+        versions.with_context(|| format!("no model named {name}"))
+    }
+
+    /// Fails unless `name` has `version` (and, locally, its spec parses: it must be servable; a
+    /// deployment checks its own).
+    fn require_version(&self, name: &str, version: &str) -> anyhow::Result<()> {
+        let known = self.versions(name)?;
+        if !known.iter().any(|v| v == version) {
+            bail!("{name} has no version {version} (has {})", known.join(", "));
+        }
+        if let Self::Local(catalog) = self {
+            catalog
+                .spec(name, Some(version), Default::default())
+                .map_err(|e| anyhow::anyhow!("{name} {version}: {}", e.message))?;
+        }
+        Ok(())
+    }
+
+    /// `off` → `None`; otherwise the version, which must exist.
+    fn optional_version(&self, name: &str, version: &str) -> anyhow::Result<Option<String>> {
+        if version == "off" {
+            return Ok(None);
+        }
+        self.require_version(name, version)?;
+        Ok(Some(version.to_string()))
+    }
+
+    /// `name`'s routing.
+    fn routing(&self, name: &str) -> anyhow::Result<Routing> {
+        match self {
+            Self::Local(catalog) => Ok(catalog.routing(name)),
+            Self::Remote(remote) => remote.routing(name),
+        }
+    }
+
+    /// The version `name`'s `stable` alias names, else its newest.
+    fn stable(&self, name: &str) -> anyhow::Result<String> {
+        let routing = self.routing(name)?;
+        match routing.stable() {
+            Some(stable) => Ok(stable.to_string()),
+            None => self
+                .versions(name)?
+                .pop()
+                .with_context(|| format!("{name} has no versions")),
+        }
+    }
+
+    /// Reads `name`'s routing, applies `change` and stores it (atomically; locally under the
+    /// routing lock).
+    fn update(&self, name: &str, change: impl FnOnce(&mut Routing)) -> anyhow::Result<()> {
+        match self {
+            Self::Local(catalog) => policy::update(catalog, name, change),
+            Self::Remote(remote) => remote.update(name, change).map(drop),
+        }
+    }
+}
+
+fn parse_weight(deployment: &Deployment, name: &str, pair: &str) -> anyhow::Result<Weighted> {
     let (version, weight) = pair
         .split_once('=')
         .with_context(|| format!("'{pair}' is not version=weight"))?;
-    require_version(catalog, name, version)?;
+    deployment.require_version(name, version)?;
     Ok(Weighted {
         version: version.to_string(),
         weight: weight

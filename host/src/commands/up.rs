@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use ember_contract::names::{DEFAULT_MODEL, DEFAULT_MODEL_ENV};
 use ember_function::catalog::DirCatalog;
 
+use crate::front::manage::Management;
 use crate::front::operator;
 use crate::front::router::Router;
 use crate::front::static_files::StaticSite;
@@ -21,9 +22,11 @@ use crate::metering::meter::MeteringArgs;
 use crate::nn::registry::{GraphStore, DEFAULT_MODELS_DIR};
 use crate::nn::{Backends, NnArgs};
 use crate::outcomes::{Outcomes, OutcomesArgs};
-use crate::preinit;
+use crate::preinit::{self, InGuestBuild};
 use crate::runtime::{Runtime, RuntimeArgs, RuntimeConfig};
+use crate::spin::{SpinGrants, SpinHost};
 use crate::tenants::{AuthMode, TenantArgs};
+use ember_contract::manage::ADMIN_TOKEN_VARIABLE;
 
 /// Options of `ember up`.
 #[derive(clap::Args, Debug, Clone)]
@@ -35,10 +38,15 @@ pub struct UpArgs {
     /// variables and routes. Default: `spin.toml` when the current directory has one.
     #[arg(long)]
     pub manifest: Option<PathBuf>,
-    /// Which build of the function to serve: `wasi-nn` (the host runs inference) or `embedded`
-    /// (tract inside the guest, as on Spin; pre-initialized with the models on first use).
+    /// Which build of the function to serve: `wasi-nn` (the host runs inference), `spin` (the
+    /// manifest's `source`: tract inside the guest and Spin's APIs, as deployed on Spin) or
+    /// `embedded` (tract inside, WASI only, as on `wasmtime serve`); the last two are
+    /// pre-initialized with the models when stale.
     #[arg(long, value_enum, default_value_t = Variant::WasiNn)]
     pub variant: Variant,
+    /// Where Spin's APIs keep their data on this host (the key-value store, SQLite databases).
+    #[arg(long, default_value = crate::spin::DEFAULT_STATE_DIR)]
+    pub spin_state: PathBuf,
     /// Models directory (`<name>/<version>/model.{toml,onnx}`), preopened read-only for the
     /// guest; overrides the manifest's `/models` mount. Default: `models`.
     #[arg(long)]
@@ -117,6 +125,10 @@ async fn serve(
         limits: args.runtime.clone(),
         env: function.env.clone(),
         fuel: args.metering.enabled(),
+        spin: Arc::new(SpinHost::new(
+            function.spin.clone(),
+            args.spin_state.clone(),
+        )),
     };
     let runtime = Runtime::new(config, graphs.clone())?;
     let mut meter = args
@@ -151,6 +163,7 @@ async fn serve(
         gate,
         outcomes: outcomes.clone(),
         idle: IdleClock::default(),
+        management: function.management.clone(),
     });
     // A backend that cannot be had (`--backend ort` without the library) stops the start.
     backends.wait()?;
@@ -213,13 +226,27 @@ async fn reload_tls(tls: Option<&crate::front::tls::Tls>) {
     }
 }
 
-/// The two builds of the function.
+/// The builds of the function.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
-    /// Inference through the host's `wasi:nn` (Ember's tract backend, graphs shared by all instances).
+    /// Inference through the host's `wasi:nn` (Ember's backends, graphs shared by all instances).
     WasiNn,
-    /// tract inside the guest, pre-initialized with the models; runs where there is no wasi:nn.
+    /// The Spin build (spin.toml's `source`): tract inside the guest, pre-initialized with the
+    /// models, and Spin's key-value store, SQLite and variables, which this host provides.
+    Spin,
+    /// tract inside the guest, pre-initialized, importing nothing but WASI.
     Embedded,
+}
+
+impl Variant {
+    /// The in-guest build this variant serves, if it is one.
+    fn in_guest(self) -> Option<InGuestBuild> {
+        match self {
+            Self::WasiNn => None,
+            Self::Spin => Some(InGuestBuild::Spin),
+            Self::Embedded => Some(InGuestBuild::Embedded),
+        }
+    }
 }
 
 /// What `ember up` serves, from the flags, the manifest and the built-in defaults (in that order).
@@ -235,6 +262,10 @@ struct ServedFunction {
     sites: Vec<StaticSite>,
     /// The manifest's `tool.ember.auth`.
     auth: Option<AuthMode>,
+    /// The Spin APIs the manifest grants it.
+    spin: SpinGrants,
+    /// Who answers the management API: the function itself (the Spin build) or this host.
+    management: Management,
 }
 
 impl ServedFunction {
@@ -277,17 +308,20 @@ impl ServedFunction {
             (None, Some(f), Variant::WasiNn) => {
                 f.wasi_nn_source.clone().unwrap_or(f.source.clone())
             }
-            (None, Some(f), Variant::Embedded) => f.source.clone(),
+            (None, Some(f), Variant::Spin) => f.source.clone(),
             (None, None, Variant::WasiNn) => PathBuf::from(env!("EMBER_FUNCTION_WASM")),
-            (None, None, Variant::Embedded) => PathBuf::from(preinit::DEFAULT_OUTPUT),
+            (None, _, variant) => {
+                let build = variant.in_guest().expect("only wasi-nn is not in-guest");
+                build.default_output().to_path_buf()
+            }
         };
-        let runnable = match (args.variant, &args.component) {
-            (Variant::Embedded, None) => {
-                preinit_if_stale(&component, &models)?;
+        let runnable = match (args.variant.in_guest(), &args.component) {
+            (Some(build), None) => {
+                preinit_if_stale(build, &component, &models)?;
                 component.clone()
             }
             // No instance of the wasi-nn build reads a spec or starts its runtime per request.
-            (Variant::WasiNn, None) => {
+            (None, None) => {
                 preinit::cached_snapshot(&component, &models, &args.runtime.cache_dir)
                     .unwrap_or_else(|error| {
                         tracing::warn!(error = format!("{error:#}"), component = %component.display(), "serving the function without pre-initialization");
@@ -308,8 +342,21 @@ impl ServedFunction {
             .unwrap_or_else(|| DEFAULT_MODEL.to_string());
         env.retain(|(k, _)| k != DEFAULT_MODEL_ENV);
         env.push((DEFAULT_MODEL_ENV.into(), default_model.clone()));
+        let spin = function
+            .as_ref()
+            .map(|f| f.spin.clone())
+            .unwrap_or_default();
+        let management = if args.variant == Variant::Spin {
+            Management::Function
+        } else {
+            Management::Host {
+                admin_token: spin.variables.get(ADMIN_TOKEN_VARIABLE).cloned(),
+            }
+        };
         Ok(Self {
             auth: function.as_ref().and_then(|f| f.auth),
+            spin,
+            management,
             component,
             runnable,
             models,
@@ -323,10 +370,10 @@ impl ServedFunction {
     }
 }
 
-/// Pre-initializes the embedded function into `out` when `out` is missing or older than the
-/// embedded build (the snapshot would hold stale code).
-fn preinit_if_stale(out: &Path, models: &Path) -> anyhow::Result<()> {
-    let built = Path::new(env!("EMBER_EMBEDDED_WASM"));
+/// Pre-initializes an in-guest build into `out` when `out` is missing or older than the build
+/// (the snapshot would hold stale code).
+fn preinit_if_stale(build: InGuestBuild, out: &Path, models: &Path) -> anyhow::Result<()> {
+    let built = build.built();
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let fresh = match (modified(out), modified(built)) {
         (Some(out), Some(built)) => out >= built,
@@ -336,7 +383,7 @@ fn preinit_if_stale(out: &Path, models: &Path) -> anyhow::Result<()> {
     if !fresh {
         let started = Instant::now();
         preinit::write_preinitialized(built, models, out)?;
-        tracing::info!(out = %out.display(), ms = started.elapsed().as_millis() as u64, "pre-initialized the embedded function");
+        tracing::info!(out = %out.display(), build = ?build, ms = started.elapsed().as_millis() as u64, "pre-initialized the function");
     }
     Ok(())
 }

@@ -1,6 +1,12 @@
-//! `ember usage`: the usage report of the ledger's records (see [`crate::metering::usage`]).
+//! `ember usage`: the usage report of the ledger's records (see [`crate::metering::usage`]), or
+//! with `--remote URL` of a deployment's prediction records (on Spin: wall and inference time,
+//! no price — fuel is counted by Ember's host only).
+
+use ember_contract::manage::RecordQuery;
 
 use crate::metering::ledger::{self, LedgerArg};
+use crate::metering::UsageRecord;
+use crate::remote::RemoteArg;
 
 use crate::metering::usage::{parse_time, render, summarize, Format, GroupBy};
 
@@ -22,18 +28,32 @@ pub struct UsageArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// A deployment to report on instead.
+    #[command(flatten)]
+    pub remote: RemoteArg,
 }
 
 /// Runs `ember usage`.
 pub fn run(args: UsageArgs) -> anyhow::Result<()> {
-    let conn = args.ledger.open_current()?;
-    // An open end of the window is the whole ledger on that side.
-    let bound = |time: &Option<String>, open: i64| -> anyhow::Result<i64> {
-        Ok(time.as_deref().map(parse_time).transpose()?.unwrap_or(open))
+    let since = args.since.as_deref().map(parse_time).transpose()?;
+    let until = args.until.as_deref().map(parse_time).transpose()?;
+    let records = match args.remote.connect()? {
+        Some(remote) => remote
+            .records(&RecordQuery {
+                since_us: since,
+                until_us: until,
+                ..Default::default()
+            })?
+            .iter()
+            .map(UsageRecord::from_record)
+            .collect(),
+        // An open end of the window is the whole ledger on that side.
+        None => ledger::read(
+            &args.ledger.open_current()?,
+            since.unwrap_or(i64::MIN),
+            until.unwrap_or(i64::MAX),
+        )?,
     };
-    let since = bound(&args.since, i64::MIN)?;
-    let until = bound(&args.until, i64::MAX)?;
-    let records = ledger::read(&conn, since, until)?;
     print!("{}", render(&summarize(&records, args.by), args.format)?);
     Ok(())
 }

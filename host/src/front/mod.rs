@@ -23,6 +23,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tonic::codegen::Service as _;
 
+use self::manage::{HostDeployment, Management};
 use self::router::{Router, Target};
 use self::static_files::StaticSite;
 use self::tls::Tls;
@@ -34,6 +35,7 @@ use crate::outcomes::{feedback, Outcomes};
 use crate::runtime::{error_response, json_response, Invocation, Runtime};
 use crate::tenants::gate::Gate;
 
+pub mod manage;
 pub mod operator;
 pub mod router;
 pub mod static_files;
@@ -63,6 +65,8 @@ pub struct Front {
     pub outcomes: Option<Arc<Outcomes>>,
     /// When requests last arrived, for idle exit.
     pub idle: IdleClock,
+    /// Who answers the management API (`/-/ember/…`).
+    pub management: Management,
 }
 
 /// Time since the last request arrived (or since start).
@@ -99,7 +103,9 @@ impl Front {
     async fn handle(&self, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
         self.idle.touch();
         let path = request.uri().path().to_string();
-        let response = if let Some(endpoint) = path.strip_prefix(HOST_PREFIX) {
+        let response = if path.starts_with(ember_contract::manage::PREFIX) {
+            self.manage(request).await
+        } else if let Some(endpoint) = path.strip_prefix(HOST_PREFIX) {
             self.host_endpoint(endpoint, request).await
         } else {
             match self.router.route(&path) {
@@ -180,6 +186,55 @@ impl Front {
                     .await
             }
         }
+    }
+
+    /// `/-/ember/…`: the management API, answered by the function or by this host
+    /// ([`Management`]); never metered, never behind API keys (its own token guards it).
+    async fn manage(&self, mut request: hyper::Request<Incoming>) -> hyper::Response<Bytes> {
+        let Management::Host { admin_token } = &self.management else {
+            crate::runtime::remove_private_headers(request.headers_mut());
+            return self.runtime.invoke(request).await.response;
+        };
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, MANAGE_BODY_LIMIT).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                return error_response(&ApiError::new(
+                    Code::BodyTooLarge,
+                    format!("management bodies are limited to {MANAGE_BODY_LIMIT} bytes"),
+                ))
+            }
+        };
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or_default();
+        let request = ember_function::manage::ManageRequest {
+            method: parts.method.as_str(),
+            path: &path[ember_contract::manage::PREFIX.len()..],
+            authorization: parts
+                .headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            body: &body,
+        };
+        let state = HostDeployment {
+            catalog: self.runtime.graphs().catalog(),
+            ledger: self.meter.ledger.as_ref(),
+        };
+        // Routing files and the ledger are read and written off the async path.
+        let answer = tokio::task::block_in_place(|| {
+            ember_function::manage::handle(state.catalog, &state, admin_token.as_deref(), &request)
+        });
+        let mut response = json_response(answer.status, answer.body);
+        if let Some(allow) = answer.allow {
+            response.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static(allow),
+            );
+        }
+        response
     }
 
     /// The outcomes unit and the ledger it reads, or why there are none.
@@ -311,11 +366,18 @@ impl Front {
             }
         };
         let method = request.method().to_string();
+        let id = uuid::Uuid::now_v7().to_string();
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&id) {
+            request
+                .headers_mut()
+                .insert(ember_contract::headers::INVOCATION_ID_HINT, value);
+        }
         let mut invocation = self.runtime.invoke(request).await;
         if invocation.stats.failure == Some(Code::DeadlineExceeded) {
             self.answer_by_default(route, &mut invocation);
         }
         let arrival = Arrival {
+            id,
             started_at_us,
             method: &method,
             route,
@@ -374,6 +436,9 @@ impl Front {
         stats.telemetry = Some(telemetry);
     }
 }
+
+/// The largest body the management API reads (a routing policy).
+const MANAGE_BODY_LIMIT: usize = 1 << 20;
 
 /// The largest feedback body `POST /-/feedback` reads.
 const FEEDBACK_BODY_LIMIT: usize = 8 << 20;

@@ -7,9 +7,11 @@
 //!
 //! Ember's own settings live where Spin allows tools theirs: `[component.<id>.tool.ember]`
 //! (`wasi_nn_source`: the variant that infers through the host's wasi:nn, which Spin lacks).
-//! Components whose source is Spin's static file server ([`STATIC_FILESERVER`], e.g. the browser
-//! demo) are not run: Ember serves their `files` itself ([`StaticSite`]).
+//! Components whose source is a static file server ([`STATIC_FILESERVERS`]: the workspace's own,
+//! or Spin's, e.g. for the browser demo) are not run: Ember serves their `files` itself
+//! ([`StaticSite`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context as _};
@@ -22,13 +24,15 @@ pub use self::route::SpinRoute;
 pub use self::schema::{Application, Build, Component, EmberTool, Manifest, Variable};
 use self::syntax::{expand, is_kebab, is_snake, template_references};
 use crate::front::static_files::StaticSite;
+use crate::spin::SpinGrants;
 
 /// The manifest file Ember looks for by default.
 pub const DEFAULT_MANIFEST: &str = "spin.toml";
 
-/// File name of Spin's static file server (spinframework/spin-fileserver): a component with a
-/// `source = { url = ".../spin_static_fs.wasm", digest }` only serves its `files`.
-pub const STATIC_FILESERVER: &str = "spin_static_fs.wasm";
+/// File names of static file servers: a component whose `source` is one (a local path, or a
+/// `{ url, digest }`) only serves its `files`. The workspace's own (`sites/fileserver`, what
+/// spin.toml names, so `spin up` needs no network) and Spin's (spinframework/spin-fileserver).
+pub const STATIC_FILESERVERS: [&str; 2] = ["ember_fileserver.wasm", "spin_static_fs.wasm"];
 
 /// What Ember serves from a manifest: one HTTP component.
 #[derive(Debug, Clone)]
@@ -47,6 +51,8 @@ pub struct HttpFunction {
     pub routes: Vec<SpinRoute>,
     /// `tool.ember.auth`: who may call it on Ember's host.
     pub auth: Option<crate::tenants::AuthMode>,
+    /// The Spin APIs it is granted: key-value stores, SQLite databases, resolved variables.
+    pub spin: SpinGrants,
 }
 
 impl Manifest {
@@ -200,8 +206,11 @@ impl Manifest {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let mut variables = BTreeMap::new();
         for (name, template) in &component.variables {
-            env.push((name.to_ascii_uppercase(), self.resolve(template)?));
+            let value = self.resolve(template)?;
+            env.push((name.to_ascii_uppercase(), value.clone()));
+            variables.insert(name.clone(), value);
         }
         let tool = ember_tool(component)?;
         Ok(HttpFunction {
@@ -212,6 +221,11 @@ impl Manifest {
             env,
             routes,
             auth: tool.auth,
+            spin: SpinGrants {
+                key_value_stores: component.key_value_stores.clone(),
+                sqlite_databases: component.sqlite_databases.clone(),
+                variables,
+            },
         })
     }
 
@@ -278,13 +292,14 @@ impl Manifest {
     }
 }
 
-/// Whether a component is Spin's static file server, named by its release URL.
+/// Whether a component is a static file server, named by its file name.
 fn is_static_fileserver(component: &Component) -> bool {
-    component
-        .source
-        .get("url")
-        .and_then(toml::Value::as_str)
-        .is_some_and(|url| url.rsplit('/').next() == Some(STATIC_FILESERVER))
+    let source = &component.source;
+    source
+        .as_str()
+        .or_else(|| source.get("url").and_then(toml::Value::as_str))
+        .and_then(|path| path.rsplit('/').next())
+        .is_some_and(|file| STATIC_FILESERVERS.contains(&file))
 }
 
 /// Ember's `[component.<id>.tool.ember]` table.
@@ -306,15 +321,13 @@ fn refuse_unsupported(id: &str, component: &Component) -> anyhow::Result<()> {
             !component.allowed_outbound_hosts.is_empty()
                 || !component.allowed_http_hosts.is_empty(),
         ),
-        ("key_value_stores", !component.key_value_stores.is_empty()),
-        ("sqlite_databases", !component.sqlite_databases.is_empty()),
         ("ai_models", !component.ai_models.is_empty()),
         ("dependencies", !component.dependencies.is_empty()),
         ("exclude_files", !component.exclude_files.is_empty()),
     ] {
         ensure!(
             !present,
-            "component '{id}' sets {field}, which Ember does not provide (functions get no network or Spin APIs)"
+            "component '{id}' sets {field}, which Ember does not provide (functions get no network, AI models or component dependencies)"
         );
     }
     Ok(())
@@ -377,8 +390,9 @@ mod tests {
                  [[trigger.http]]\nroute = \"/...\"\ncomponent = \"f\"\n\
                  [[trigger.http]]\nroute = \"/site/...\"\ncomponent = \"site\"\n\
                  [component.f]\nsource = \"f.wasm\"\n\
-                 [component.site]\nsource = {{ url = \"https://example.com/v1/{STATIC_FILESERVER}\", digest = \"sha256:0\" }}\n\
-                 files = [{{ source = \"www\", destination = \"/\" }}]\n{extra}"
+                 [component.site]\nsource = {{ url = \"https://example.com/v1/{}\", digest = \"sha256:0\" }}\n\
+                 files = [{{ source = \"www\", destination = \"/\" }}]\n{extra}",
+                STATIC_FILESERVERS[1]
             )
         };
         std::fs::write(&path, text("")).unwrap();
@@ -409,7 +423,7 @@ mod tests {
                     [component.f]\nsource = \"f.wasm\"\n";
         let err = |extra: &str| format!("{:#}", load(&format!("{base}{extra}")).unwrap_err());
         assert!(err("colour = \"red\"\n").contains("colour"));
-        assert!(err("key_value_stores = [\"default\"]\n").contains("key_value_stores"));
+        assert!(err("ai_models = [\"llama2-chat\"]\n").contains("ai_models"));
         assert!(
             err("allowed_outbound_hosts = [\"https://x\"]\n").contains("allowed_outbound_hosts")
         );

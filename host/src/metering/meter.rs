@@ -72,8 +72,11 @@ pub struct Meter {
 }
 
 /// What a record needs to know about the request that the invocation does not carry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Arrival<'a> {
+    /// The invocation's id (a UUIDv7), chosen on arrival so the function can file its own
+    /// records under it ([`ember_contract::headers::INVOCATION_ID_HINT`]).
+    pub id: String,
     /// Arrival time, µs since the Unix epoch.
     pub started_at_us: i64,
     /// HTTP method.
@@ -108,7 +111,6 @@ impl Meter {
         invocation: &mut Invocation,
     ) -> Result<f64, MeteringUnavailable> {
         let record = UsageRecord::new(
-            uuid::Uuid::now_v7().to_string(),
             &self.function,
             &arrival,
             (&invocation.stats, invocation.response.body()),

@@ -45,6 +45,7 @@ use self::state::MemoryLimiter;
 use crate::in_flight::InFlight;
 use crate::nn::metered::InferenceMeter;
 use crate::nn::registry::{GraphStore, RequestGraphs};
+use crate::spin::SpinHost;
 use ember_contract::headers::CALLER_KEY;
 use ember_contract::names::{GUEST_MODELS_DIR, READY_EXPORT, TELEMETRY_ENV};
 
@@ -65,6 +66,8 @@ pub struct RuntimeConfig {
     pub env: Vec<(String, String)>,
     /// Count guest fuel (deterministic instruction counts) for metering.
     pub fuel: bool,
+    /// Spin's APIs as the manifest grants them.
+    pub spin: Arc<SpinHost>,
 }
 
 /// What the guest's task reports when it ends.
@@ -85,13 +88,17 @@ enum Instance {
     Fresh(Store<HostState>, Arc<InferenceMeter>),
 }
 
-/// What every function may import: WASI (p2), `wasi:http` and `wasi:nn`.
+/// What every function may import: WASI (p2), `wasi:http`, `wasi:nn` and Spin's APIs.
 pub fn link(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::<HostState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |s: &mut HostState| {
         wasmtime_wasi_nn::wit::WasiNnView::new(&mut s.table, &mut s.nn)
+    })?;
+    crate::spin::add_to_linker(&mut linker, |s: &mut HostState| crate::spin::SpinView {
+        host: &s.spin,
+        table: &mut s.table,
     })?;
     Ok(linker)
 }
@@ -355,6 +362,7 @@ impl Runtime {
         let mut state = HostState::new(
             wasi.build(),
             RequestGraphs::new(self.graphs.clone(), meter).into_context(),
+            self.config.spin.clone(),
         );
         state.limiter = MemoryLimiter::new(self.config.limits.memory_limit());
         state.started = started;

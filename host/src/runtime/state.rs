@@ -1,7 +1,8 @@
-//! What one request's store holds: WASI, wasi:http and wasi:nn contexts, its resource table and
-//! its memory limiter.
+//! What one request's store holds: WASI, wasi:http, wasi:nn and Spin API contexts, its resource
+//! table and its memory limiter.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
@@ -13,6 +14,8 @@ use wasmtime_wasi_http::{
 };
 use wasmtime_wasi_nn::wit::WasiNnCtx;
 
+use crate::spin::SpinHost;
+
 /// Per-request host state.
 pub struct HostState {
     /// WASI preview 2 (filesystem preopens, environment, clocks, random).
@@ -21,6 +24,8 @@ pub struct HostState {
     pub http: WasiHttpCtx,
     /// The shared graphs, by name.
     pub nn: WasiNnCtx,
+    /// Spin's key-value store, SQLite and variables, as the manifest grants them.
+    pub spin: Arc<SpinHost>,
     /// Resources handed to the guest.
     pub table: ResourceTable,
     /// Linear-memory cap, remembering whether it had to refuse.
@@ -33,11 +38,12 @@ pub struct HostState {
 
 impl HostState {
     /// State for one instance: no memory cap beyond the engine's, outbound HTTP denied, started now.
-    pub fn new(wasi: WasiCtx, nn: WasiNnCtx) -> Self {
+    pub fn new(wasi: WasiCtx, nn: WasiNnCtx, spin: Arc<SpinHost>) -> Self {
         Self {
             wasi,
             http: WasiHttpCtx::new(),
             nn,
+            spin,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(usize::MAX),
             hooks: DenyOutbound,

@@ -49,7 +49,9 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resul
         args.seconds
     );
     let hello = PathBuf::from(env!("EMBER_MISBEHAVE_WASM"));
-    let embedded = PathBuf::from(crate::preinit::DEFAULT_OUTPUT);
+    let embedded = crate::preinit::InGuestBuild::Embedded
+        .default_output()
+        .to_path_buf();
     let mut rows = Vec::new();
     rows.push(Row {
         label: SEED,

@@ -1,0 +1,11 @@
+//! A static file server as a `wasm32-wasip2` component, for the demo and docs pages: it exports
+//! `wasi:http/incoming-handler` and answers `GET` and `HEAD` with the files under its preopened
+//! directories (spin.toml's `files` on Spin, `--dir host::guest` on `wasmtime serve`).
+//!
+//! `site` decides what a request names (no I/O, so it is tested natively); `serve` opens the file
+//! under the preopens and streams it.
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod serve;
+#[cfg(any(test, all(target_arch = "wasm32", target_os = "wasi")))]
+mod site;

@@ -1,0 +1,302 @@
+//! The static file server component (sites/fileserver, spin.toml's `ember-demo` and `ember-docs`)
+//! under upstream `wasmtime serve`, one preopen per mount as `spin up --direct-mounts` gives it:
+//! files, directory indexes, content types, `HEAD`, `304`, `spin-path-info`, and nothing outside
+//! its directories.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ember::process::{capture, serving_address};
+use serde_json::Value;
+
+use crate::support::{agent_config, repo_root, scratch_dir};
+
+/// The component, as the host's build script builds it.
+fn component() -> PathBuf {
+    repo_root().join("target/wasm/wasm32-wasip2/release/ember_fileserver.wasm")
+}
+
+/// `wasmtime serve` running the file server, killed when dropped.
+struct FileServer {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl FileServer {
+    /// Starts it on a free loopback port with each `(host directory, guest path)` preopened.
+    fn start(mounts: &[(&Path, &str)]) -> FileServer {
+        // The test binary runs from target/release/deps; the workspace's binaries sit one up.
+        let wasmtime = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("wasmtime-serve");
+        let mut command = Command::new(&wasmtime);
+        command.args(["--addr", "127.0.0.1:0", "-S", "cli"]);
+        for (host, guest) in mounts {
+            command
+                .arg("--dir")
+                .arg(format!("{}::{guest}", host.display()));
+        }
+        let mut child = command
+            .arg(component())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", wasmtime.display()));
+        let log = capture(child.stderr.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let base = loop {
+            let logged = log.lock().unwrap().clone();
+            if let Some(address) = serving_address(&logged) {
+                break format!("http://{address}");
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("wasmtime serve exited ({status}):\n{logged}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wasmtime serve did not start:\n{logged}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        FileServer { child, base, log }
+    }
+
+    /// `method path` with extra headers.
+    fn fetch(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Fetched {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let agent: ureq::Agent = agent_config().build().into();
+        let mut response = agent
+            .run(request.body(()).unwrap())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log.lock().unwrap()));
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .unwrap();
+        Fetched {
+            status: response.status().as_u16(),
+            headers,
+            body,
+        }
+    }
+
+    /// `GET path`.
+    fn get(&self, path: &str) -> Fetched {
+        self.fetch("GET", path, &[])
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A reply: status, lowercase header names → values, and the raw body.
+struct Fetched {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Fetched {
+    /// Asserts a `200` with exactly `file`'s bytes, its length and `content_type`.
+    fn assert_file(&self, file: &Path, content_type: &str) {
+        let expected = std::fs::read(file).unwrap();
+        assert_eq!(self.status, 200, "{}: {}", file.display(), self.text());
+        assert_eq!(
+            self.headers["content-type"],
+            content_type,
+            "{}",
+            file.display()
+        );
+        assert_eq!(self.headers["content-length"], expected.len().to_string());
+        assert_eq!(self.headers["cache-control"], "no-cache");
+        assert!(
+            self.body == expected,
+            "{}: the bytes differ",
+            file.display()
+        );
+    }
+
+    /// Asserts the JSON error envelope with `status` and `code`, naming nothing on the host.
+    fn assert_error(&self, status: u16, code: &str, what: &str) {
+        assert_eq!(self.status, status, "{what}: {}", self.text());
+        assert_eq!(self.headers["content-type"], "application/json", "{what}");
+        let error: Value = serde_json::from_slice(&self.body).unwrap();
+        assert_eq!(error["error"]["code"], code, "{what}: {error}");
+        assert!(error["error"]["message"].is_string(), "{what}: {error}");
+        assert!(
+            !self.text().contains(&*repo_root().to_string_lossy()),
+            "{what}"
+        );
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `browser/demo` at `/`, the models at `/models`, and a scratch `/pkg` holding a `.wasm` (the
+/// component itself), a directory with an index, and a symlink out of the tree.
+fn serve_demo() -> (FileServer, PathBuf) {
+    let pkg = scratch_dir("fileserver-pkg");
+    std::fs::copy(component(), pkg.join("app.wasm")).unwrap();
+    std::fs::create_dir(pkg.join("guide")).unwrap();
+    std::fs::write(pkg.join("guide/index.html"), "<h1>guide</h1>").unwrap();
+    std::os::unix::fs::symlink(repo_root().join("Cargo.toml"), pkg.join("leak.toml")).unwrap();
+    let root = repo_root();
+    let server = FileServer::start(&[
+        (&root.join("browser/demo"), "/"),
+        (&root.join("models"), "/models"),
+        (&pkg, "/pkg"),
+    ]);
+    (server, pkg)
+}
+
+#[test]
+fn files_come_with_their_type_length_and_bytes_from_the_mount_they_fall_under() {
+    let (server, pkg) = serve_demo();
+    let root = repo_root();
+    let demo = root.join("browser/demo");
+    let html = "text/html; charset=utf-8";
+    server.get("/").assert_file(&demo.join("index.html"), html);
+    server
+        .get("/index.html?v=2")
+        .assert_file(&demo.join("index.html"), html);
+    server
+        .get("/demo.js")
+        .assert_file(&demo.join("demo.js"), "text/javascript; charset=utf-8");
+    server
+        .get("/demo.css")
+        .assert_file(&demo.join("demo.css"), "text/css; charset=utf-8");
+    server
+        .get("/models/digits/1/model.json")
+        .assert_file(&root.join("models/digits/1/model.json"), "application/json");
+    // A 20 MB model, streamed.
+    let model = root.join("models/efficientnet-lite0/1/model.onnx");
+    server
+        .get("/models/efficientnet-lite0/1/model.onnx")
+        .assert_file(&model, "application/octet-stream");
+    server
+        .get("/pkg/app.wasm")
+        .assert_file(&pkg.join("app.wasm"), "application/wasm");
+    // A directory serves its index.html, with or without the trailing slash.
+    for path in ["/pkg/guide", "/pkg/guide/", "/pkg/./guide//"] {
+        server
+            .get(path)
+            .assert_file(&pkg.join("guide/index.html"), html);
+    }
+    // Percent-encoded names are decoded.
+    server
+        .get("/%64emo.js")
+        .assert_file(&demo.join("demo.js"), "text/javascript; charset=utf-8");
+}
+
+#[test]
+fn missing_files_and_paths_out_of_the_mounts_are_not_found() {
+    let (server, _pkg) = serve_demo();
+    for path in [
+        "/missing.html",
+        "/models/",
+        "/models/digits/9/model.onnx",
+        "/pkg/leak.toml",
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/%2E%2E%2FCargo.toml",
+        "/models/..%2f..%2fCargo.toml",
+        "/models/%2e%2e/%2e%2e/Cargo.toml",
+        "/..%5cCargo.toml",
+        "/index.html%00.png",
+        "/%ff",
+    ] {
+        server.get(path).assert_error(404, "not_found", path);
+    }
+}
+
+#[test]
+fn only_get_and_head_are_served_and_head_sends_no_body() {
+    let (server, _pkg) = serve_demo();
+    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+        let reply = server.fetch(method, "/index.html", &[]);
+        reply.assert_error(405, "method_not_allowed", method);
+        assert_eq!(reply.headers["allow"], "GET, HEAD");
+    }
+    let model = repo_root().join("models/efficientnet-lite0/1/model.onnx");
+    let head = server.fetch("HEAD", "/models/efficientnet-lite0/1/model.onnx", &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.headers["content-length"],
+        std::fs::metadata(&model).unwrap().len().to_string()
+    );
+    assert_eq!(head.headers["content-type"], "application/octet-stream");
+    assert!(head.body.is_empty());
+    let get = server.get("/models/efficientnet-lite0/1/model.onnx");
+    assert_eq!(head.headers["etag"], get.headers["etag"]);
+}
+
+#[test]
+fn a_matching_if_none_match_gets_304() {
+    let (server, _pkg) = serve_demo();
+    let first = server.get("/demo.js");
+    let etag = first.headers["etag"].clone();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    for tags in [
+        etag.clone(),
+        format!("\"other\", W/{etag}"),
+        "*".to_string(),
+    ] {
+        let again = server.fetch("GET", "/demo.js", &[("if-none-match", &tags)]);
+        assert_eq!(again.status, 304, "{tags}");
+        assert!(again.body.is_empty());
+        assert_eq!(again.headers["etag"], etag);
+    }
+    let stale = server.fetch("GET", "/demo.js", &[("if-none-match", "\"0-0-0\"")]);
+    assert_eq!(stale.status, 200);
+    // Another file has another tag.
+    assert_ne!(server.get("/demo.css").headers["etag"], etag);
+}
+
+#[test]
+fn spin_path_info_names_the_file_under_the_route() {
+    let (server, _pkg) = serve_demo();
+    let demo = repo_root().join("browser/demo");
+    let css = server.fetch("GET", "/demo/demo.css", &[("spin-path-info", "/demo.css")]);
+    css.assert_file(&demo.join("demo.css"), "text/css; charset=utf-8");
+    let index = server.fetch("GET", "/demo/", &[("spin-path-info", "/")]);
+    index.assert_file(&demo.join("index.html"), "text/html; charset=utf-8");
+    let model = server.fetch(
+        "GET",
+        "/demo/models/digits/1/model.json",
+        &[("spin-path-info", "/models/digits/1/model.json")],
+    );
+    model.assert_file(
+        &repo_root().join("models/digits/1/model.json"),
+        "application/json",
+    );
+    let escape = server.fetch(
+        "GET",
+        "/demo/x",
+        &[("spin-path-info", "/%2e%2e/Cargo.toml")],
+    );
+    escape.assert_error(404, "not_found", "spin-path-info /%2e%2e/Cargo.toml");
+}
