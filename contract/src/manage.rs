@@ -27,8 +27,8 @@ pub const ADMIN_TOKEN_VARIABLE: &str = "admin_token";
 /// The environment variable the CLI reads the admin token from.
 pub const ADMIN_TOKEN_ENV: &str = "EMBER_ADMIN_TOKEN";
 
-/// Most records one `records` call returns.
-pub const MAX_RECORDS: usize = 100_000;
+/// Most records one `records` call returns (the latest of those that match).
+pub const MAX_RECORDS: usize = 10_000;
 
 /// A management API call, parsed from the path after [`PREFIX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,21 +75,26 @@ impl<'a> Endpoint<'a> {
     }
 }
 
-/// Whether `authorization` (the request's header) presents `expected` as a bearer token. The
-/// comparison takes the same time wherever the tokens differ; no token configured admits nobody.
+/// Whether `authorization` (the request's header) presents `expected` as a bearer token (the
+/// scheme in any case, as RFC 9110 has it). The comparison reads every byte of the longer token
+/// whatever they hold, so its time tells nothing of where the tokens differ; no token configured
+/// admits nobody.
 pub fn authorized(expected: Option<&str>, authorization: Option<&str>) -> bool {
-    let (Some(expected), Some(presented)) = (
-        expected.filter(|t| !t.is_empty()),
-        authorization.and_then(|a| a.strip_prefix("Bearer ")),
-    ) else {
+    let presented = authorization.and_then(|a| {
+        let (scheme, token) = a.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    let (Some(expected), Some(presented)) = (expected.filter(|t| !t.is_empty()), presented) else {
         return false;
     };
-    let (expected, presented) = (expected.as_bytes(), presented.trim().as_bytes());
-    let differences = expected
-        .iter()
-        .zip(presented)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    std::hint::black_box(differences) == 0 && expected.len() == presented.len()
+    let (expected, presented) = (expected.as_bytes(), presented.as_bytes());
+    let longest = expected.len().max(presented.len());
+    let differences = (0..longest).fold(expected.len() ^ presented.len(), |acc, i| {
+        let a = expected.get(i).copied().unwrap_or(0);
+        let b = presented.get(i).copied().unwrap_or(0);
+        acc | usize::from(a ^ b)
+    });
+    std::hint::black_box(differences) == 0
 }
 
 /// A model as the management API lists it.
@@ -223,6 +228,7 @@ mod tests {
     #[test]
     fn only_the_configured_token_is_authorized() {
         assert!(authorized(Some("s3cret"), Some("Bearer s3cret")));
+        assert!(authorized(Some("s3cret"), Some("bearer  s3cret ")));
         assert!(!authorized(Some("s3cret"), Some("Bearer s3cre")));
         assert!(!authorized(Some("s3cret"), Some("Bearer s3cret2")));
         assert!(!authorized(Some("s3cret"), Some("s3cret")));

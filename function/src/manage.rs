@@ -42,13 +42,8 @@ pub fn handle(
     admin_token: Option<&str>,
     request: &ManageRequest,
 ) -> Response {
-    if !authorized(admin_token, request.authorization) {
-        let message = if admin_token.is_some_and(|t| !t.is_empty()) {
-            "send the deployment's admin token: Authorization: Bearer <admin_token>"
-        } else {
-            "management is off: the deployment has no admin_token variable set"
-        };
-        return Response::error(&ApiError::new(Code::Unauthenticated, message), false);
+    if let Err(refused) = authenticate(admin_token, request.authorization) {
+        return Response::error(&refused, false);
     }
     let (path, query) = request.path.split_once('?').unwrap_or((request.path, ""));
     let Some(endpoint) = Endpoint::parse(path) else {
@@ -72,6 +67,27 @@ pub fn handle(
     }
     answer(catalog, state, endpoint, query, request)
         .unwrap_or_else(|error| Response::error(&error, false))
+}
+
+/// Admits the bearer of `admin_token` (`None` or empty: nobody, management is off); the refusal
+/// says which it was.
+pub fn authenticate(
+    admin_token: Option<&str>,
+    authorization: Option<&str>,
+) -> Result<(), ApiError> {
+    if authorized(admin_token, authorization) {
+        return Ok(());
+    }
+    let message = if admin_token.is_some_and(|t| !t.is_empty()) {
+        "send the deployment's admin token: Authorization: Bearer <admin_token>"
+    } else {
+        "management is off: the deployment has no admin_token set"
+    };
+    Err(ApiError::invalid(
+        Code::Unauthenticated,
+        "authorization",
+        message,
+    ))
 }
 
 fn answer(
@@ -106,8 +122,9 @@ fn answer(
             Ok(Response::ok(json!(catalog.routing(name))))
         }
         Endpoint::Records => {
-            let query = RecordQuery::parse(query)
-                .map_err(|(field, message)| ApiError::invalid(Code::WrongType, field, message))?;
+            let query = RecordQuery::parse(query).map_err(|(field, message)| {
+                ApiError::invalid(Code::UnsupportedParameter, field, message)
+            })?;
             Ok(Response::ok(json!(state.records(&query)?)))
         }
         Endpoint::Record(id) => match state.record(id)? {

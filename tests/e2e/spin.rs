@@ -2,14 +2,14 @@
 //! key-value store, SQLite and variables, as Spin would) and Ember's own host, through the same
 //! `ember models … --remote`, `ember audit --remote` and `ember usage --remote` commands.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::support::{
-    ember_with_env, models_copy, repo_root, scratch_dir, send_with, Reply, Server,
+    assert_close, ember_with_env, models_copy, repo_root, scratch_dir, send_with, Reply, Server,
 };
 use crate::variants::spin_component;
 
@@ -39,15 +39,17 @@ const REQUEST: &str = r#"{"age": 42, "income": 52000, "credit_score": 710}"#;
 /// Posts credit-risk requests from four threads until stopped; the replies' statuses and versions.
 struct Load {
     stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
     threads: Vec<std::thread::JoinHandle<Vec<(u16, String)>>>,
 }
 
 impl Load {
     fn start(base: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
         let threads = (0..4)
             .map(|_| {
-                let (stop, base) = (stop.clone(), base.to_string());
+                let (stop, sent, base) = (stop.clone(), sent.clone(), base.to_string());
                 std::thread::spawn(move || {
                     let agent: ureq::Agent = crate::support::agent_config().build().into();
                     let body: Value = serde_json::from_str(REQUEST).unwrap();
@@ -57,12 +59,27 @@ impl Load {
                         let reply = send_with(&agent, &base, "POST", "/predict", &[], Some(&body));
                         let version = reply.body["model_version"].as_str().unwrap_or("-");
                         seen.push((reply.status, version.to_string()));
+                        sent.fetch_add(1, Ordering::Relaxed);
                     }
                     seen
                 })
             })
             .collect();
-        Self { stop, threads }
+        Self {
+            stop,
+            sent,
+            threads,
+        }
+    }
+
+    /// Waits until the load has sent `n` more requests (at most 60 s), so each change happens
+    /// while requests are in flight, however slow the machine.
+    fn wait_for(&self, n: usize) {
+        let target = self.sent.load(Ordering::Relaxed) + n;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.sent.load(Ordering::Relaxed) < target && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     fn finish(self) -> Vec<(u16, String)> {
@@ -83,16 +100,18 @@ fn predict(server: &Server) -> Reply {
 fn operate_under_load(server: &Server) -> Reply {
     assert_eq!(predict(server).body["model_version"], "1");
     let load = Load::start(&server.base);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    load.wait_for(50);
     ok(remote(server, &["models", "promote", "credit-risk", "2"]));
     assert_eq!(predict(server).body["model_version"], "2");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    load.wait_for(50);
     ok(remote(server, &["models", "shadow", "credit-risk", "1"]));
     let shadowed = predict(server);
     assert_eq!(shadowed.body["model_version"], "2");
     ok(remote(server, &["models", "rollback", "credit-risk"]));
     assert_eq!(predict(server).body["model_version"], "1");
+    load.wait_for(50);
     let seen = load.finish();
+    eprintln!("{} requests under load, none failed", seen.len());
     let failed: Vec<_> = seen.iter().filter(|(status, _)| *status != 200).collect();
     assert!(
         failed.is_empty(),
@@ -127,6 +146,18 @@ fn check_audit(server: &Server, reply: &Reply) {
     assert_eq!(record["features"].as_array().unwrap().len(), 7, "{record}");
     assert_eq!(record["shadow"]["version"], "1", "{record}");
     assert_eq!(record["prediction"], reply.body["prediction"]);
+    // The host's ledger holds the same decision under the same id: the function's telemetry
+    // reached it (the environment an instance sees is its host's, not pre-initialization's).
+    let (status, ledger) = server.get(&format!("/-/audit/{id}"));
+    assert_eq!(status, 200, "{ledger}");
+    // (Spin's SQLite holds the features as JSON text, read back by the guest's serde_json, which
+    // may round a digit's last bit: compared to 1e-12.)
+    assert_close(
+        &ledger["decision"]["features"],
+        &record["features"],
+        1e-12,
+        "features",
+    );
     let missing = remote(server, &["audit", "no-such-invocation"]).unwrap_err();
     assert!(missing.contains("unknown_invocation"), "{missing}");
 }

@@ -37,7 +37,7 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let body = read_body(&request);
     let method = method_name(&request.method());
     #[cfg(feature = "spin")]
-    if let Some(rest) = path.strip_prefix(super::spin::PREFIX) {
+    if let Some(rest) = path.strip_prefix(ember_contract::manage::PREFIX) {
         let response = match &body {
             Ok(body) => super::spin::manage(
                 &InstanceCatalog::default(),
@@ -81,7 +81,9 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     // name the invocation the id it is filed under.
     #[cfg(feature = "spin")]
     let extra = arrived.record(
-        header(&request, headers::INVOCATION_ID_HINT),
+        // Only a host that strips clients' private headers names the invocation; elsewhere
+        // (Spin) a client could, so the function names it.
+        header(&request, headers::INVOCATION_ID_HINT).filter(|_| host_strips_private_headers()),
         &path,
         body.as_deref().unwrap_or_default(),
         &response,
@@ -151,6 +153,12 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
 /// Most bytes of an oversized body read (and discarded) before answering 413 regardless.
 const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
+/// Whether the host asked for the telemetry header ([`TELEMETRY_ENV`]), and so strips private
+/// headers both ways: Ember's host does; Spin and `wasmtime serve` pass headers through.
+fn host_strips_private_headers() -> bool {
+    std::env::var_os(TELEMETRY_ENV).is_some()
+}
+
 /// Sends `response`, with `extra` headers.
 fn send(out: ResponseOutparam, response: &Response, extra: &[(&str, String)]) {
     let encoded = response.encode();
@@ -178,8 +186,11 @@ fn send(out: ResponseOutparam, response: &Response, extra: &[(&str, String)]) {
         ));
     }
     // Only for a host that asked for it (and strips it): on others it would reach the client.
-    let wanted = std::env::var_os(TELEMETRY_ENV).is_some();
-    if let Some(telemetry) = response.telemetry.as_ref().filter(|_| wanted) {
+    if let Some(telemetry) = response
+        .telemetry
+        .as_ref()
+        .filter(|_| host_strips_private_headers())
+    {
         fields.push((
             headers::TELEMETRY.to_string(),
             telemetry.to_header().into_bytes(),

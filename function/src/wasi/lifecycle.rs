@@ -51,13 +51,21 @@ impl Guest for Lifecycle {
         #[cfg(not(feature = "embedded"))]
         let _ = specs;
         // The preopened directory handles belong to this instance: forget them, so instances
-        // made from the snapshot open their own on first use.
+        // made from the snapshot open their own on first use. Likewise the environment, if
+        // anything read it while loading: instances must see their host's (EMBER_TELEMETRY,
+        // EMBER_DEFAULT_MODEL), not the pre-initializer's empty one.
         close_models_dir();
-        unsafe { __wasilibc_reset_preopens() };
+        unsafe {
+            __wasilibc_reset_preopens();
+            __wasilibc_deinitialize_environ();
+        }
     }
 }
 
 extern "C" {
     /// wasi-libc's hook for pre-initializers: drops the cached preopen table.
     fn __wasilibc_reset_preopens();
+    /// wasi-libc's hook for pre-initializers: forgets the environment read so far, so the next
+    /// `getenv` reads the running instance's.
+    fn __wasilibc_deinitialize_environ();
 }

@@ -2,7 +2,7 @@
 //! Spin's key-value store (key `routing/<model>`, read on every request, so `ember models promote
 //! --remote` applies to the next request of a deployed app), each answered prediction's
 //! [`Record`] goes into Spin's SQLite database `default`, and the management API
-//! ([`crate::manage`]) is served under [`PREFIX`], authenticated by the Spin variable
+//! ([`crate::manage`]) is served under [`ember_contract::manage::PREFIX`], authenticated by the Spin variable
 //! [`ADMIN_TOKEN_VARIABLE`].
 //!
 //! A host without a store (pre-initialization, or a manifest that grants none) leaves the packaged
@@ -16,8 +16,6 @@ use crate::manage::{DeploymentState, ManageRequest};
 use crate::routing::Routing;
 use ember_contract::manage::{Record, RecordQuery, ADMIN_TOKEN_VARIABLE};
 use ember_contract::{ApiError, Code, Telemetry};
-
-pub use ember_contract::manage::PREFIX;
 
 /// The key-value key of a model's routing.
 fn routing_key(model: &str) -> String {
@@ -229,7 +227,7 @@ impl Arrival {
             status: response.status,
             wall_us: self.started.elapsed().as_micros() as u64,
             infer_us,
-            input_sha256: hex(&sha2::Sha256::digest(body)),
+            input_sha256: format!("{:x}", sha2::Sha256::digest(body)),
             telemetry: telemetry.clone(),
             output: serde_json::to_string(&response.body).unwrap_or_default(),
             cost: None,
@@ -250,8 +248,4 @@ fn new_id(started_at_us: i64) -> String {
     uuid::Builder::from_unix_timestamp_millis((started_at_us / 1000) as u64, &bytes)
         .into_uuid()
         .to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

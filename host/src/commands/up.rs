@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use ember_contract::names::{DEFAULT_MODEL, DEFAULT_MODEL_ENV};
 use ember_function::catalog::DirCatalog;
 
-use crate::front::manage::Management;
+use crate::front::manage::{Management, StateOwner};
 use crate::front::operator;
 use crate::front::router::Router;
 use crate::front::static_files::StaticSite;
@@ -346,11 +346,22 @@ impl ServedFunction {
             .as_ref()
             .map(|f| f.spin.clone())
             .unwrap_or_default();
+        // The function checks its `admin_token` variable; this host checks the same one first
+        // and, answering for itself, falls back to its own admin token (`--admin-token`).
+        let variable = spin
+            .variables
+            .get(ADMIN_TOKEN_VARIABLE)
+            .filter(|t| !t.is_empty())
+            .cloned();
         let management = if args.variant == Variant::Spin {
-            Management::Function
+            Management {
+                answered_by: StateOwner::Function,
+                admin_token: variable,
+            }
         } else {
-            Management::Host {
-                admin_token: spin.variables.get(ADMIN_TOKEN_VARIABLE).cloned(),
+            Management {
+                answered_by: StateOwner::Host,
+                admin_token: variable.or_else(|| args.tenants.admin_token.clone()),
             }
         };
         Ok(Self {

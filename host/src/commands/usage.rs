@@ -2,7 +2,7 @@
 //! with `--remote URL` of a deployment's prediction records (on Spin: wall and inference time,
 //! no price — fuel is counted by Ember's host only).
 
-use ember_contract::manage::RecordQuery;
+use ember_contract::manage::{RecordQuery, MAX_RECORDS};
 
 use crate::metering::ledger::{self, LedgerArg};
 use crate::metering::UsageRecord;
@@ -38,15 +38,20 @@ pub fn run(args: UsageArgs) -> anyhow::Result<()> {
     let since = args.since.as_deref().map(parse_time).transpose()?;
     let until = args.until.as_deref().map(parse_time).transpose()?;
     let records = match args.remote.connect()? {
-        Some(remote) => remote
-            .records(&RecordQuery {
+        Some(remote) => {
+            let records = remote.records(&RecordQuery {
                 since_us: since,
                 until_us: until,
                 ..Default::default()
-            })?
-            .iter()
-            .map(UsageRecord::from_record)
-            .collect(),
+            })?;
+            if records.len() >= MAX_RECORDS {
+                eprintln!(
+                    "note: the deployment answers at most {MAX_RECORDS} records per call; \
+                     this report covers the latest {MAX_RECORDS} (narrow it with --since/--until)"
+                );
+            }
+            records.iter().map(UsageRecord::from_record).collect()
+        }
         // An open end of the window is the whole ledger on that side.
         None => ledger::read(
             &args.ledger.open_current()?,

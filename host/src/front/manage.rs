@@ -4,7 +4,7 @@
 //! builds, this host, from the routing files and the ledger — through the function's own
 //! implementation ([`ember_function::manage`]), so both answer alike.
 
-use ember_contract::manage::{Record, RecordQuery, MAX_RECORDS};
+use ember_contract::manage::{Record, RecordQuery};
 use ember_contract::{ApiError, Code};
 use ember_function::catalog::DirCatalog;
 use ember_function::manage::DeploymentState;
@@ -13,17 +13,24 @@ use ember_function::routing::Routing;
 use crate::metering::ledger::{self, Ledger};
 use crate::metering::UsageRecord;
 
-/// Who answers `/-/ember/…`.
+/// How `/-/ember/…` is answered on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Management {
-    /// The function (the Spin build): requests pass through to it unmetered.
+pub struct Management {
+    /// Who holds the deployment's state and answers.
+    pub answered_by: StateOwner,
+    /// The bearer admitted (`None` or empty: nobody). Checked by this host before anything
+    /// runs, also when the function answers, so an unauthenticated call never starts an instance.
+    pub admin_token: Option<String>,
+}
+
+/// Who holds a deployment's routing and records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateOwner {
+    /// The function (the Spin build, in the Spin key-value store and SQLite this host provides):
+    /// calls pass through to it, unmetered.
     Function,
-    /// This host, admitting the bearer of `admin_token` (the manifest's `admin_token` variable;
-    /// `None` or empty: nobody).
-    Host {
-        /// The token.
-        admin_token: Option<String>,
-    },
+    /// This host: the routing files and the ledger.
+    Host,
 }
 
 /// A deployment's state on this host: the models directory's routing files and the ledger.
@@ -68,22 +75,8 @@ impl DeploymentState for HostDeployment<'_> {
     }
 
     fn records(&self, query: &RecordQuery) -> Result<Vec<Record>, ApiError> {
-        let connection = self.connection()?;
-        let all = ledger::read(
-            &connection,
-            query.since_us.unwrap_or(i64::MIN),
-            query.until_us.unwrap_or(i64::MAX),
-        )
-        .map_err(unreadable)?;
-        let mut records: Vec<Record> = all
-            .iter()
-            .filter_map(UsageRecord::to_record)
-            .filter(|r| query.model.as_ref().is_none_or(|m| *m == r.model))
-            .filter(|r| query.version.as_ref().is_none_or(|v| *v == r.version))
-            .collect();
-        let keep = query.limit.unwrap_or(MAX_RECORDS);
-        records.drain(..records.len().saturating_sub(keep));
-        Ok(records)
+        let decided = ledger::decided(&self.connection()?, query).map_err(unreadable)?;
+        Ok(decided.iter().filter_map(UsageRecord::to_record).collect())
     }
 
     fn record(&self, id: &str) -> Result<Option<Record>, ApiError> {

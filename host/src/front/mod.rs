@@ -23,7 +23,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tonic::codegen::Service as _;
 
-use self::manage::{HostDeployment, Management};
+use self::manage::{HostDeployment, Management, StateOwner};
 use self::router::{Router, Target};
 use self::static_files::StaticSite;
 use self::tls::Tls;
@@ -189,21 +189,25 @@ impl Front {
     }
 
     /// `/-/ember/…`: the management API, answered by the function or by this host
-    /// ([`Management`]); never metered, never behind API keys (its own token guards it).
+    /// ([`Management`]) to the bearer of the admin token only; never metered, never behind API
+    /// keys (its own token guards it).
     async fn manage(&self, mut request: hyper::Request<Incoming>) -> hyper::Response<Bytes> {
-        let Management::Host { admin_token } = &self.management else {
+        let authorization = request
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let admin_token = self.management.admin_token.as_deref();
+        if let Err(refused) = ember_function::manage::authenticate(admin_token, authorization) {
+            return error_response(&refused);
+        }
+        if self.management.answered_by == StateOwner::Function {
             crate::runtime::remove_private_headers(request.headers_mut());
             return self.runtime.invoke(request).await.response;
-        };
+        }
         let (parts, body) = request.into_parts();
-        let body = match Limited::new(body, MANAGE_BODY_LIMIT).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(_) => {
-                return error_response(&ApiError::new(
-                    Code::BodyTooLarge,
-                    format!("management bodies are limited to {MANAGE_BODY_LIMIT} bytes"),
-                ))
-            }
+        let body = match read_limited(body, MANAGE_BODY_LIMIT).await {
+            Ok(body) => body,
+            Err(error) => return error_response(&error),
         };
         let path = parts
             .uri
@@ -225,7 +229,7 @@ impl Front {
         };
         // Routing files and the ledger are read and written off the async path.
         let answer = tokio::task::block_in_place(|| {
-            ember_function::manage::handle(state.catalog, &state, admin_token.as_deref(), &request)
+            ember_function::manage::handle(state.catalog, &state, admin_token, &request)
         });
         let mut response = json_response(answer.status, answer.body);
         if let Some(allow) = answer.allow {
@@ -301,20 +305,7 @@ impl Front {
             ));
         }
         let (outcomes, ledger) = self.outcomes()?;
-        let body = Limited::new(request.into_body(), FEEDBACK_BODY_LIMIT)
-            .collect()
-            .await
-            .map_err(|error| {
-                if error.downcast_ref::<LengthLimitError>().is_some() {
-                    ApiError::new(
-                        Code::BodyTooLarge,
-                        format!("feedback bodies are limited to {FEEDBACK_BODY_LIMIT} bytes"),
-                    )
-                } else {
-                    ApiError::new(Code::UnreadableBody, "the feedback body could not be read")
-                }
-            })?
-            .to_bytes();
+        let body = read_limited(request.into_body(), FEEDBACK_BODY_LIMIT).await?;
         let items = feedback::from_json(&body)?;
         tokio::task::block_in_place(|| {
             // The decisions of replies sent a moment ago may still be on their way into SQLite.
@@ -434,6 +425,21 @@ impl Front {
         stats.bytes_out = invocation.response.body().len() as u64;
         stats.model = Some(ModelVersion::new(model, version));
         stats.telemetry = Some(telemetry);
+    }
+}
+
+/// Reads a host endpoint's whole body, refusing one past `limit` bytes (413) or cut short (400).
+async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
+            Code::BodyTooLarge,
+            format!("this endpoint reads at most {limit} bytes"),
+        )),
+        Err(_) => Err(ApiError::new(
+            Code::UnreadableBody,
+            "the body could not be read",
+        )),
     }
 }
 

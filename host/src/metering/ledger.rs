@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use ember_contract::manage::{RecordQuery, MAX_RECORDS};
 use rusqlite::{params, Connection, OpenFlags};
 
 use super::journal::{self, Segment};
@@ -536,13 +537,35 @@ pub fn recent_decisions(
     version: &str,
     limit: usize,
 ) -> rusqlite::Result<Vec<UsageRecord>> {
-    let mut records = query(
+    decided(
+        conn,
+        &RecordQuery {
+            model: Some(model.into()),
+            version: Some(version.into()),
+            limit: Some(limit),
+            ..Default::default()
+        },
+    )
+}
+
+/// The latest decided invocations matching `query` (at most its limit, else
+/// [`MAX_RECORDS`]), oldest first.
+pub fn decided(conn: &Connection, query: &RecordQuery) -> rusqlite::Result<Vec<UsageRecord>> {
+    let mut records = self::query(
         conn,
         &format!(
-            "{SELECT_RECORDS} WHERE d.model = ?1 AND d.model_version = ?2
-             ORDER BY d.started_at_us DESC LIMIT ?3"
+            "{SELECT_RECORDS} WHERE d.invocation_id IS NOT NULL
+               AND (?1 IS NULL OR d.model = ?1) AND (?2 IS NULL OR d.model_version = ?2)
+               AND i.started_at_us >= ?3 AND i.started_at_us < ?4
+             ORDER BY i.started_at_us DESC LIMIT ?5"
         ),
-        params![model, version, limit as i64],
+        params![
+            query.model,
+            query.version,
+            query.since_us.unwrap_or(i64::MIN),
+            query.until_us.unwrap_or(i64::MAX),
+            query.limit.unwrap_or(MAX_RECORDS).min(MAX_RECORDS) as i64
+        ],
     )?;
     records.reverse();
     Ok(records)

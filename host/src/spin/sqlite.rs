@@ -63,6 +63,8 @@ impl Databases {
             "database name '{name}' is not a file name"
         );
         let connection = Connection::open(self.dir.join(format!("{name}.db")))?;
+        // The guest's statements reach this database only: no ATTACH of another file.
+        connection.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
         Ok(connection)
