@@ -29,6 +29,7 @@ fn main() {
         "sites/fileserver/src",
         "sites/fileserver/Cargo.toml",
         "Cargo.lock",
+        ".cargo/config.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }

@@ -10,11 +10,9 @@ pub mod ledger;
 pub mod meter;
 pub mod metrics;
 pub mod prices;
+mod records;
 pub mod usage;
 
-use ember_contract::manage::Record;
-use ember_contract::telemetry::{Fallback, Shadow};
-use ember_contract::Telemetry;
 use serde::{Deserialize, Serialize};
 
 use self::meter::Arrival;
@@ -148,86 +146,6 @@ impl UsageRecord {
         };
         record.cost = prices.cost(&record).total();
         record
-    }
-
-    /// The record as the management API's [`Record`]; `None` for an invocation that made no
-    /// decision.
-    pub fn to_record(&self) -> Option<Record> {
-        let usage = self;
-        let decision = usage.decision.as_ref()?;
-        let shadow = match (&decision.shadow_version, decision.shadow_prediction) {
-            (Some(version), Some(prediction)) => Some(Shadow {
-                version: version.clone(),
-                prediction: prediction as usize,
-                agrees: decision.shadow_agrees.unwrap_or(false),
-            }),
-            _ => None,
-        };
-        let fallback = match (&decision.fallback_from, &decision.fallback_reason) {
-            (Some(from), Some(reason)) => Some(Fallback {
-                from_version: from.clone(),
-                reason: reason.clone(),
-            }),
-            _ => None,
-        };
-        Some(Record {
-            id: usage.id.clone(),
-            started_at_us: usage.started_at_us,
-            model: usage.model.clone()?,
-            version: usage.model_version.clone()?,
-            route: usage.route.clone(),
-            status: usage.status,
-            wall_us: usage.wall_us,
-            infer_us: usage.infer_us,
-            input_sha256: decision.input_sha256.clone(),
-            telemetry: Telemetry {
-                features: decision.features.clone(),
-                prediction: decision.prediction.map(|p| p as usize),
-                shadow,
-                fallback,
-            },
-            output: decision.output.clone(),
-            cost: Some(usage.cost),
-        })
-    }
-
-    /// A management API [`Record`] as a ledger record, for reports over a remote deployment's
-    /// records (what only Ember's host measures — fuel, CPU time, memory — is zero).
-    pub fn from_record(record: &Record) -> Self {
-        let telemetry = &record.telemetry;
-        Self {
-            id: record.id.clone(),
-            started_at_us: record.started_at_us,
-            function: String::new(),
-            model: Some(record.model.clone()),
-            model_version: Some(record.version.clone()),
-            method: "POST".into(),
-            route: record.route.clone(),
-            status: record.status,
-            failure: telemetry.fallback.as_ref().map(|f| f.reason.clone()),
-            wall_us: record.wall_us,
-            cpu_us: 0,
-            fuel: 0,
-            infer_calls: u64::from(record.infer_us > 0),
-            infer_us: record.infer_us,
-            infer_macs: 0,
-            peak_memory_bytes: 0,
-            bytes_in: 0,
-            bytes_out: record.output.len() as u64,
-            cost: record.cost.unwrap_or(0.0),
-            key: None,
-            decision: Some(Decision {
-                input_sha256: record.input_sha256.clone(),
-                features: telemetry.features.clone(),
-                prediction: telemetry.prediction.map(|p| p as i64),
-                output: record.output.clone(),
-                shadow_version: telemetry.shadow.as_ref().map(|s| s.version.clone()),
-                shadow_prediction: telemetry.shadow.as_ref().map(|s| s.prediction as i64),
-                shadow_agrees: telemetry.shadow.as_ref().map(|s| s.agrees),
-                fallback_from: telemetry.fallback.as_ref().map(|f| f.from_version.clone()),
-                fallback_reason: telemetry.fallback.as_ref().map(|f| f.reason.clone()),
-            }),
-        }
     }
 
     /// Whether the invocation succeeded (status below 400).
