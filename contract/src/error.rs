@@ -79,6 +79,8 @@ pub enum Code {
     UnknownLabel,
     /// The invocation's outcome was recorded already; it is never overwritten.
     DuplicateOutcome,
+    /// A change was made against a revision that is no longer current (`If-Match`): read again.
+    StaleRevision,
     // Routing (404, 405, 413, 415).
     /// No such route.
     NoRoute,
@@ -144,6 +146,7 @@ impl Code {
             | NoDecision | UnknownLabel => 422,
             NoRoute | NotFound | UnknownModel | UnknownVersion | UnknownInvocation => 404,
             DuplicateOutcome => 409,
+            StaleRevision => 412,
             MethodNotAllowed => 405,
             BodyTooLarge => 413,
             UnsupportedMediaType => 415,
@@ -203,6 +206,7 @@ impl Code {
             NoDecision => "no_decision",
             UnknownLabel => "unknown_label",
             DuplicateOutcome => "duplicate_outcome",
+            StaleRevision => "stale_revision",
             NoRoute => "no_route",
             NotFound => "not_found",
             UnknownModel => "unknown_model",

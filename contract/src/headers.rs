@@ -51,3 +51,9 @@ pub const ALLOWED_MODELS: &str = "ember-x-allowed-models";
 /// function that keeps its own records (the Spin build) files them under the same id; the host
 /// removes any a client sends (every [`PRIVATE_PREFIX`] header).
 pub const INVOCATION_ID_HINT: &str = "ember-x-invocation-id";
+
+/// Reply of the management API's routing endpoint: the policy's revision.
+pub const ETAG: &str = "etag";
+
+/// Request to the management API's routing endpoint: change only the revision named (else 412).
+pub const IF_MATCH: &str = "if-match";

@@ -13,8 +13,14 @@ use crate::routing::Routing;
 
 /// Where a deployment keeps what the management API changes and reads.
 pub trait DeploymentState {
-    /// Stores `model`'s routing; the next request reads it.
-    fn set_routing(&self, model: &str, routing: &Routing) -> Result<(), ApiError>;
+    /// Stores `model`'s routing, if its current revision is `expected` (when one is named; else
+    /// 412 [`Code::StaleRevision`], see [`check_revision`]); the next request reads it.
+    fn set_routing(
+        &self,
+        model: &str,
+        routing: &Routing,
+        expected: Option<&str>,
+    ) -> Result<(), ApiError>;
     /// Records matching `query`, oldest first (the latest `limit` when it has one).
     fn records(&self, query: &RecordQuery) -> Result<Vec<Record>, ApiError>;
     /// One record by its invocation id.
@@ -30,6 +36,8 @@ pub struct ManageRequest<'a> {
     pub path: &'a str,
     /// The `authorization` header.
     pub authorization: Option<&'a str>,
+    /// The `if-match` header: the routing revision a `PUT` was made against.
+    pub if_match: Option<&'a str>,
     /// The body (a routing policy for `PUT`).
     pub body: &'a [u8],
 }
@@ -117,9 +125,13 @@ fn answer(
                     ApiError::new(Code::InvalidRouting, format!("not a routing policy: {e}"))
                 })?;
                 validate(&routing, &versions)?;
-                state.set_routing(name, &routing)?;
+                state.set_routing(name, &routing, request.if_match)?;
             }
-            Ok(Response::ok(json!(catalog.routing(name))))
+            let routing = catalog.routing(name);
+            Ok(Response {
+                etag: Some(routing.revision()),
+                ..Response::ok(json!(routing))
+            })
         }
         Endpoint::Records => {
             let query = RecordQuery::parse(query).map_err(|(field, message)| {
@@ -134,6 +146,21 @@ fn answer(
                 format!("no record of invocation '{id}'"),
             )),
         },
+    }
+}
+
+/// Refuses a change made against another revision than `current`'s (412, "read it again");
+/// no `expected` revision: any.
+pub fn check_revision(current: &Routing, expected: Option<&str>) -> Result<(), ApiError> {
+    match expected {
+        Some(expected) if expected.trim() != current.revision() && expected.trim() != "*" => {
+            Err(ApiError::invalid(
+                Code::StaleRevision,
+                "if-match",
+                "the routing changed since it was read; read it again and redo the change",
+            ))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -221,7 +248,15 @@ mod tests {
         assert_eq!(error.code, Code::InvalidRouting);
         assert_eq!(error.field.as_deref(), Some("split[0].version"));
         routing.split.clear();
+        let revision = routing.revision();
+        assert_eq!(check_revision(&routing, Some(&revision)), Ok(()));
+        assert_eq!(check_revision(&routing, None), Ok(()));
+        assert_eq!(
+            check_revision(&routing, Some("\"0\"")).unwrap_err().code,
+            Code::StaleRevision
+        );
         routing.default_answer = Some(json!([1]));
+        assert_ne!(routing.revision(), revision);
         assert_eq!(
             validate(&routing, &versions).unwrap_err().field.as_deref(),
             Some("default_answer")

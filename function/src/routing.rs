@@ -117,6 +117,13 @@ impl Routing {
         self.split.clear();
     }
 
+    /// The policy's revision, an HTTP entity tag (quoted): equal for equal policies, different
+    /// (but for FNV-1a collisions) for any change.
+    pub fn revision(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        format!("\"{:016x}\"", fnv1a(&json))
+    }
+
     /// Returns `stable` to the version before it; `None` if there is no earlier version.
     pub fn rollback(&mut self) -> Option<String> {
         let previous = self.history.pop()?;

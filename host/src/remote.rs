@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Context as _};
 use ember_contract::manage::{Endpoint, ModelState, Record, RecordQuery, ADMIN_TOKEN_ENV};
+use ember_contract::{headers, ApiError, Code};
 use ember_function::routing::Routing;
 use serde::de::DeserializeOwned;
 
@@ -57,49 +58,68 @@ impl Remote {
 
     /// Every model with its versions and routing.
     pub fn models(&self) -> anyhow::Result<Vec<ModelState>> {
-        self.call("GET", &Endpoint::Models.path(), None)
+        Ok(self.call("GET", &Endpoint::Models.path(), None, None)?.0)
     }
 
     /// One model's routing.
     pub fn routing(&self, model: &str) -> anyhow::Result<Routing> {
-        self.call("GET", &Endpoint::Routing(model).path(), None)
+        Ok(self
+            .call("GET", &Endpoint::Routing(model).path(), None, None)?
+            .0)
     }
 
-    /// Reads `model`'s routing, applies `change` and stores it; returns what the deployment stored.
+    /// Reads `model`'s routing, applies `change` and stores it, made against the revision read:
+    /// when another change came first, reads that and applies `change` again (a few times).
+    /// Returns what the deployment stored.
     pub fn update(
         &self,
         model: &str,
-        change: impl FnOnce(&mut Routing),
+        mut change: impl FnMut(&mut Routing),
     ) -> anyhow::Result<Routing> {
-        let mut routing = self.routing(model)?;
-        change(&mut routing);
-        let body = serde_json::to_vec(&routing)?;
-        self.call("PUT", &Endpoint::Routing(model).path(), Some(body))
+        let path = Endpoint::Routing(model).path();
+        let mut attempts = 0;
+        loop {
+            let (mut routing, revision): (Routing, _) = self.call("GET", &path, None, None)?;
+            change(&mut routing);
+            let body = serde_json::to_vec(&routing)?;
+            match self.call("PUT", &path, Some(body), revision.as_deref()) {
+                Err(error) if is_stale(&error) && attempts < MAX_ATTEMPTS => attempts += 1,
+                result => return Ok(result?.0),
+            }
+        }
     }
 
     /// Records matching `query`, oldest first.
     pub fn records(&self, query: &RecordQuery) -> anyhow::Result<Vec<Record>> {
         let path = format!("{}?{}", Endpoint::Records.path(), query.to_query());
-        self.call("GET", &path, None)
+        Ok(self.call("GET", &path, None, None)?.0)
     }
 
     /// One record by invocation id.
     pub fn record(&self, id: &str) -> anyhow::Result<Record> {
-        self.call("GET", &Endpoint::Record(id).path(), None)
+        Ok(self
+            .call("GET", &Endpoint::Record(id).path(), None, None)?
+            .0)
     }
 
+    /// One call: the answer and its `ETag`.
     fn call<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> anyhow::Result<T> {
+        if_match: Option<&str>,
+    ) -> anyhow::Result<(T, Option<String>)> {
         let url = format!("{}{path}", self.base);
-        let request = ureq::http::Request::builder()
+        let mut request = ureq::http::Request::builder()
             .method(method)
             .uri(&url)
             .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(revision) = if_match {
+            request = request.header(headers::IF_MATCH, revision);
+        }
+        let request = request
             .body(body.unwrap_or_default())
             .context("building the request")?;
         let mut response = self
@@ -107,6 +127,11 @@ impl Remote {
             .run(request)
             .with_context(|| format!("{method} {url}"))?;
         let status = response.status().as_u16();
+        let etag = response
+            .headers()
+            .get(headers::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = response
             .body_mut()
             .with_config()
@@ -116,12 +141,26 @@ impl Remote {
         if status != 200 {
             let error = serde_json::from_str(&text)
                 .ok()
-                .and_then(|body| ember_contract::ApiError::from_json(&body));
+                .and_then(|body| ApiError::from_json(&body));
             match error {
-                Some(error) => bail!("{method} {url}: {error}"),
+                Some(error) => {
+                    return Err(anyhow::Error::new(error).context(format!("{method} {url}")))
+                }
                 None => bail!("{method} {url}: {status}: {text}"),
             }
         }
-        serde_json::from_str(&text).with_context(|| format!("the answer of {method} {url}"))
+        let answer =
+            serde_json::from_str(&text).with_context(|| format!("the answer of {method} {url}"))?;
+        Ok((answer, etag))
     }
+}
+
+/// Tries of a change that keeps meeting newer revisions before it gives up.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Whether a call failed because the routing changed since it was read.
+fn is_stale(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<ApiError>()
+        .is_some_and(|e| e.code == Code::StaleRevision)
 }

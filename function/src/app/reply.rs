@@ -27,6 +27,8 @@ pub struct Response {
     pub tensor_data: Option<Vec<u8>>,
     /// The method the route takes, sent as a 405's `Allow` header.
     pub allow: Option<&'static str>,
+    /// The `ETag` of what the body shows (the management API's routing revision).
+    pub etag: Option<String>,
 }
 
 /// A [`Response`] as it goes on the wire.
@@ -50,6 +52,7 @@ impl Response {
             telemetry: None,
             tensor_data: None,
             allow: None,
+            etag: None,
         }
     }
 
@@ -75,6 +78,7 @@ impl Response {
             telemetry: None,
             tensor_data: None,
             allow: None,
+            etag: None,
         }
     }
 

@@ -45,6 +45,7 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
                     method: &method,
                     path: rest,
                     authorization: header(&request, "authorization").as_deref(),
+                    if_match: header(&request, headers::IF_MATCH).as_deref(),
                     body,
                 },
             ),
@@ -171,6 +172,9 @@ fn send(out: ResponseOutparam, response: &Response, extra: &[(&str, String)]) {
     }
     if let Some(allow) = response.allow {
         fields.push(("allow".to_string(), allow.as_bytes().to_vec()));
+    }
+    if let Some(etag) = &response.etag {
+        fields.push((headers::ETAG.to_string(), etag.as_bytes().to_vec()));
     }
     if let Some(length) = encoded.header_length {
         fields.push((

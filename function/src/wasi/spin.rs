@@ -37,7 +37,7 @@ pub fn manage(
     request: &ManageRequest,
 ) -> crate::app::Response {
     let token = spin_sdk::variables::get(ADMIN_TOKEN_VARIABLE).ok();
-    crate::manage::handle(catalog, &SpinState, token.as_deref(), request)
+    crate::manage::handle(catalog, &SpinState { catalog }, token.as_deref(), request)
 }
 
 /// Files an answered prediction's record; a failure is logged, never the request's.
@@ -47,8 +47,10 @@ fn file(record: &Record) {
     }
 }
 
-/// Spin's key-value store and SQLite, as a [`DeploymentState`].
-struct SpinState;
+/// Spin's key-value store and SQLite, as a [`DeploymentState`], over the catalog that reads them.
+struct SpinState<'a, C> {
+    catalog: &'a C,
+}
 
 fn unavailable(what: &str, error: impl std::fmt::Debug) -> ApiError {
     eprintln!("ember: {what}: {error:?}");
@@ -58,8 +60,16 @@ fn unavailable(what: &str, error: impl std::fmt::Debug) -> ApiError {
     )
 }
 
-impl DeploymentState for SpinState {
-    fn set_routing(&self, model: &str, routing: &Routing) -> Result<(), ApiError> {
+impl<C: crate::catalog::Catalog> DeploymentState for SpinState<'_, C> {
+    fn set_routing(
+        &self,
+        model: &str,
+        routing: &Routing,
+        expected: Option<&str>,
+    ) -> Result<(), ApiError> {
+        // Spin's key-value store has no compare-and-swap: the check narrows the race to the
+        // moment between this read and the write.
+        crate::manage::check_revision(&self.catalog.routing(model), expected)?;
         let store = Store::open_default().map_err(|e| unavailable("key-value store", e))?;
         let json = serde_json::to_vec(routing).unwrap_or_default();
         store

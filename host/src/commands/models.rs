@@ -642,7 +642,7 @@ impl Deployment<'_> {
 
     /// Reads `name`'s routing, applies `change` and stores it (atomically; locally under the
     /// routing lock).
-    fn update(&self, name: &str, change: impl FnOnce(&mut Routing)) -> anyhow::Result<()> {
+    fn update(&self, name: &str, change: impl FnMut(&mut Routing)) -> anyhow::Result<()> {
         match self {
             Self::Local(catalog) => policy::update(catalog, name, change),
             Self::Remote(remote) => remote.update(name, change).map(drop),

@@ -6,8 +6,9 @@
 
 use ember_contract::manage::{Record, RecordQuery};
 use ember_contract::{ApiError, Code};
+use ember_function::catalog::Catalog as _;
 use ember_function::catalog::DirCatalog;
-use ember_function::manage::DeploymentState;
+use ember_function::manage::{check_revision, DeploymentState};
 use ember_function::routing::Routing;
 
 use crate::metering::ledger::{self, Ledger};
@@ -64,14 +65,24 @@ impl HostDeployment<'_> {
 }
 
 impl DeploymentState for HostDeployment<'_> {
-    fn set_routing(&self, model: &str, routing: &Routing) -> Result<(), ApiError> {
-        crate::policy::update(self.catalog, model, |r| *r = routing.clone()).map_err(|error| {
+    fn set_routing(
+        &self,
+        model: &str,
+        routing: &Routing,
+        expected: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let unwritable = |error: anyhow::Error| {
             tracing::error!(error = format!("{error:#}"), "writing a routing policy");
             ApiError::new(
                 Code::StateUnavailable,
                 "the routing policy could not be written",
             )
-        })
+        };
+        // Checked and written under the policy's lock: no rollout step or local command slips in
+        // between.
+        let lock = crate::policy::lock(self.catalog, model).map_err(unwritable)?;
+        check_revision(&self.catalog.routing(model), expected)?;
+        lock.update(|r| *r = routing.clone()).map_err(unwritable)
     }
 
     fn records(&self, query: &RecordQuery) -> Result<Vec<Record>, ApiError> {

@@ -221,6 +221,10 @@ impl Front {
                 .headers
                 .get(hyper::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),
+            if_match: parts
+                .headers
+                .get(hyper::header::IF_MATCH)
+                .and_then(|v| v.to_str().ok()),
             body: &body,
         };
         let state = HostDeployment {
@@ -237,6 +241,9 @@ impl Front {
                 hyper::header::ALLOW,
                 hyper::header::HeaderValue::from_static(allow),
             );
+        }
+        if let Some(etag) = answer.etag.and_then(|e| e.parse().ok()) {
+            response.headers_mut().insert(hyper::header::ETAG, etag);
         }
         response
     }
