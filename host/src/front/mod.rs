@@ -365,10 +365,13 @@ impl Front {
         };
         let method = request.method().to_string();
         let id = uuid::Uuid::now_v7().to_string();
-        if let Ok(value) = hyper::header::HeaderValue::from_str(&id) {
-            request
-                .headers_mut()
-                .insert(ember_contract::headers::INVOCATION_ID_HINT, value);
+        // A function that files its own records (the Spin build) files them under this id.
+        if self.management.answered_by == StateOwner::Function {
+            if let Ok(value) = hyper::header::HeaderValue::from_str(&id) {
+                request
+                    .headers_mut()
+                    .insert(ember_contract::headers::INVOCATION_ID_HINT, value);
+            }
         }
         let mut invocation = self.runtime.invoke(request).await;
         if invocation.stats.failure == Some(Code::DeadlineExceeded) {
