@@ -50,8 +50,13 @@ pub fn load_component(
 /// entry is ~66 MB, and every rebuild of a function makes a new one).
 const KEEP_ENTRIES: usize = 8;
 
-/// Deletes all but the `keep` most recently modified files with `extension` in `dir`. Best effort:
-/// a file another process still maps stays readable to it on Unix.
+/// How recently written a cache entry is never deleted: another process sharing the directory may
+/// have just made it and not yet read it.
+const PRUNE_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes all but the `keep` most recently modified files with `extension` in `dir`, sparing any
+/// written in the last [`PRUNE_GRACE`]. Best effort: a file another process still maps stays
+/// readable to it on Unix.
 pub(crate) fn prune(dir: &Path, extension: &str, keep: usize) {
     let mut entries: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
@@ -62,7 +67,13 @@ pub(crate) fn prune(dir: &Path, extension: &str, keep: usize) {
         .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
         .collect();
     entries.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
-    for (_, stale) in entries.into_iter().skip(keep) {
+    let old =
+        |modified: &std::time::SystemTime| modified.elapsed().is_ok_and(|age| age >= PRUNE_GRACE);
+    for (_, stale) in entries
+        .into_iter()
+        .skip(keep)
+        .filter(|(modified, _)| old(modified))
+    {
         if std::fs::remove_file(&stale).is_ok() {
             tracing::info!(path = %stale.display(), "removed an old cache entry");
         }
@@ -97,21 +108,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pruning_keeps_the_newest_compiled_components_and_other_files() {
+    fn pruning_keeps_the_newest_and_the_recent_compiled_components_and_other_files() {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path();
-        for i in 0..5 {
-            std::fs::write(dir.join(format!("{i}.cwasm")), b"x").unwrap();
-            // Distinct modification times, oldest first.
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for i in 0..5u64 {
+            let file = std::fs::File::create(dir.join(format!("{i}.cwasm"))).unwrap();
+            // Old enough to prune, oldest first.
+            file.set_modified(hour_ago + std::time::Duration::from_secs(i))
+                .unwrap();
         }
         std::fs::write(dir.join("notes.txt"), b"kept").unwrap();
         prune(dir, "cwasm", 2);
-        let mut left: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["3.cwasm", "4.cwasm", "notes.txt"]);
+        let left = |dir: &Path| {
+            let mut left: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            left.sort();
+            left
+        };
+        assert_eq!(left(dir), ["3.cwasm", "4.cwasm", "notes.txt"]);
+        // Entries written moments ago may be about to be read by another process: spared.
+        for i in 5..8 {
+            std::fs::write(dir.join(format!("{i}.cwasm")), b"x").unwrap();
+        }
+        prune(dir, "cwasm", 2);
+        assert_eq!(left(dir), ["5.cwasm", "6.cwasm", "7.cwasm", "notes.txt"]);
     }
 }
