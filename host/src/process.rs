@@ -34,9 +34,23 @@ pub fn spawn_wasmtime_serve(
     component: &Path,
     models: &Path,
 ) -> std::io::Result<(Child, Arc<Mutex<String>>)> {
-    let mut child = Command::new(binary)
-        .args(["--addr", "127.0.0.1:0", "-S", "cli", "--dir"])
-        .arg(format!("{}::{GUEST_MODELS_DIR}", models.display()))
+    spawn_wasmtime_serve_with(binary, component, &[(models, GUEST_MODELS_DIR)])
+}
+
+/// [`spawn_wasmtime_serve`] with each `(host directory, guest path)` of `mounts` preopened.
+pub fn spawn_wasmtime_serve_with(
+    binary: &Path,
+    component: &Path,
+    mounts: &[(&Path, &str)],
+) -> std::io::Result<(Child, Arc<Mutex<String>>)> {
+    let mut command = Command::new(binary);
+    command.args(["--addr", "127.0.0.1:0", "-S", "cli"]);
+    for (host, guest) in mounts {
+        command
+            .arg("--dir")
+            .arg(format!("{}::{guest}", host.display()));
+    }
+    let mut child = command
         .arg(component)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -5,14 +5,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use ember::process::{capture, serving_address};
 use serde_json::Value;
 
-use crate::support::{agent_config, repo_root, scratch_dir};
+use crate::support::{agent_config, repo_root, scratch_dir, Server};
 
 /// The component, as the host's build script builds it.
 fn component() -> PathBuf {
@@ -20,66 +16,26 @@ fn component() -> PathBuf {
 }
 
 /// `wasmtime serve` running the file server, killed when dropped.
-struct FileServer {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
-}
+struct FileServer(Server);
 
 impl FileServer {
     /// Starts it on a free loopback port with each `(host directory, guest path)` preopened.
     fn start(mounts: &[(&Path, &str)]) -> FileServer {
-        // The test binary runs from target/release/deps; the workspace's binaries sit one up.
-        let wasmtime = std::env::current_exe()
-            .unwrap()
-            .parent()
-            .and_then(Path::parent)
-            .unwrap()
-            .join("wasmtime-serve");
-        let mut command = Command::new(&wasmtime);
-        command.args(["--addr", "127.0.0.1:0", "-S", "cli"]);
-        for (host, guest) in mounts {
-            command
-                .arg("--dir")
-                .arg(format!("{}::{guest}", host.display()));
-        }
-        let mut child = command
-            .arg(component())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", wasmtime.display()));
-        let log = capture(child.stderr.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let base = loop {
-            let logged = log.lock().unwrap().clone();
-            if let Some(address) = serving_address(&logged) {
-                break format!("http://{address}");
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("wasmtime serve exited ({status}):\n{logged}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "wasmtime serve did not start:\n{logged}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        FileServer { child, base, log }
+        FileServer(Server::wasmtime_serve_with(&component(), mounts))
     }
 
     /// `method path` with extra headers.
     fn fetch(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Fetched {
         let mut request = ureq::http::Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base));
+            .uri(format!("{}{path}", self.0.base));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         let agent: ureq::Agent = agent_config().build().into();
         let mut response = agent
             .run(request.body(()).unwrap())
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log.lock().unwrap()));
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.0.logs()));
         let headers = response
             .headers()
             .iter()
@@ -101,13 +57,6 @@ impl FileServer {
     /// `GET path`.
     fn get(&self, path: &str) -> Fetched {
         self.fetch("GET", path, &[])
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use ember::process::{capture, serving_address, spawn_wasmtime_serve};
-use ember_contract::names::REFERENCE_FILE;
+use ember::process::{capture, serving_address, spawn_wasmtime_serve_with};
+use ember_contract::names::{GUEST_MODELS_DIR, REFERENCE_FILE};
 use serde_json::Value;
 
 /// The repository root (tests run with the host package as their directory).
@@ -104,6 +104,12 @@ impl Server {
     /// on the given component, with the models mounted at `/models` as spin.toml mounts them,
     /// and waits until it listens.
     pub fn wasmtime_serve(component: &Path) -> Server {
+        let models = repo_root().join("models");
+        Self::wasmtime_serve_with(component, &[(&models, GUEST_MODELS_DIR)])
+    }
+
+    /// [`Server::wasmtime_serve`] with each `(host directory, guest path)` of `mounts` preopened.
+    pub fn wasmtime_serve_with(component: &Path, mounts: &[(&Path, &str)]) -> Server {
         // The test binary runs from target/release/deps; the workspace's binaries sit one up.
         let wasmtime = std::env::current_exe()
             .unwrap()
@@ -117,8 +123,7 @@ impl Server {
             wasmtime.display()
         );
         let (mut child, stderr) =
-            spawn_wasmtime_serve(&wasmtime, component, &repo_root().join("models"))
-                .expect("wasmtime runs");
+            spawn_wasmtime_serve_with(&wasmtime, component, mounts).expect("wasmtime runs");
         // Compiling the ~10 MB embedded component takes a while on two cores.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
         let base = loop {
