@@ -61,7 +61,7 @@ impl Model {
         let spec: ModelSpec = serde_json::from_slice(&spec_bytes)
             .map_err(|e| not_ready(format!("{spec_url} is not a model spec: {e}")))?;
         let onnx = fetch::bytes(&onnx_url).await.map_err(to_js)?;
-        let cpu = TractModel::parse(&onnx)
+        let cpu = TractModel::parse_with_single_row_plan(&onnx)
             .map_err(|e| not_ready(format!("the graph failed to load: {e}")))?;
         let encoder = match &spec.text {
             None => None,

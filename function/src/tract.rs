@@ -1,11 +1,18 @@
 //! ONNX graphs run by tract-onnx, parsed and optimized once into a plan that every run borrows.
 //! The host's `wasi:nn` backend and the embedded guest (hosts without wasi-nn) both use it, so
 //! the two variants compute with the same code.
+//!
+//! A graph whose batch dimension is symbolic (`batch`, for KServe v2 batches) is optimized for
+//! any batch size, which costs tract its best kernels on convolutional networks (EfficientNet-Lite0
+//! ran 16x slower than ONNX Runtime that way). [`TractModel::parse_with_single_row_plan`] also
+//! optimizes the graph with the batch fixed at 1 and runs single-row requests — nearly all of
+//! them — on that plan.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tract_onnx::prelude::{
-    Framework, InferenceModelExt, IntoRunnable, IntoTValue, SymbolValues, TValue,
+    Framework, InferenceModelExt, IntoRunnable, IntoTValue, Symbol, SymbolValues, TDim, TValue,
     Tensor as TractTensor, TractResult, TypedModel, TypedRunnableModel,
 };
 use tract_onnx::tract_core::internal::{anyhow, bail};
@@ -16,6 +23,9 @@ use crate::tensor::{Tensor, TensorData};
 /// An optimized, runnable graph with its input and output names.
 pub struct TractModel {
     plan: Arc<TypedRunnableModel>,
+    /// The graph optimized with its batch dimension fixed at 1, when it was asked for and the
+    /// graph has one.
+    single_row: Option<SingleRow>,
     /// Input names, in the graph's order.
     pub inputs: Vec<String>,
     /// Output names, in the graph's order.
@@ -25,9 +35,30 @@ pub struct TractModel {
     pub macs_per_row: Option<u64>,
 }
 
+/// A graph's plan for batches of one row.
+struct SingleRow {
+    plan: Arc<TypedRunnableModel>,
+    /// The batch axis of each input, in the graph's order (`None`: the input has none).
+    batch_axes: Vec<Option<usize>>,
+}
+
+/// The symbol Ember's exported graphs name their batch dimension with.
+const BATCH_SYMBOL: &str = "batch";
+
 impl TractModel {
-    /// Parses and optimizes an ONNX model.
-    pub fn parse(mut bytes: &[u8]) -> TractResult<Self> {
+    /// Parses and optimizes an ONNX model into one plan for every batch size.
+    pub fn parse(bytes: &[u8]) -> TractResult<Self> {
+        Self::parse_with(bytes, false)
+    }
+
+    /// Parses an ONNX model and optimizes it twice: for every batch size, and with its batch
+    /// dimension fixed at 1 for single-row requests (twice the load time and weights in memory,
+    /// for tract's fastest kernels on the requests nearly all traffic is).
+    pub fn parse_with_single_row_plan(bytes: &[u8]) -> TractResult<Self> {
+        Self::parse_with(bytes, true)
+    }
+
+    fn parse_with(mut bytes: &[u8], single_row: bool) -> TractResult<Self> {
         let model = tract_onnx::onnx().model_for_read(&mut bytes)?;
         let inputs = model
             .input_outlets()?
@@ -46,9 +77,14 @@ impl TractModel {
             .collect();
         let typed = model.into_typed()?.into_decluttered()?;
         let macs_per_row = macs_per_row(&typed).ok();
+        let single_row = match typed.symbols.get(BATCH_SYMBOL) {
+            Some(batch) if single_row => Some(SingleRow::of(&typed, batch)?),
+            _ => None,
+        };
         let plan = typed.into_optimized()?.into_runnable()?;
         Ok(Self {
             plan,
+            single_row,
             inputs,
             outputs,
             macs_per_row,
@@ -67,12 +103,16 @@ impl TractModel {
                 .ok_or_else(|| anyhow!("the graph has no input '{name}'"))?;
             ordered[index] = Some(value);
         }
-        let values = ordered
+        let values: tract_onnx::prelude::TVec<TValue> = ordered
             .into_iter()
             .zip(&self.inputs)
             .map(|(v, name)| v.ok_or_else(|| anyhow!("input '{name}' is missing")))
             .collect::<TractResult<_>>()?;
-        let outputs = self.plan.run(values)?;
+        let plan = match &self.single_row {
+            Some(single) if single.fits(&values) => &single.plan,
+            _ => &self.plan,
+        };
+        let outputs = plan.run(values)?;
         Ok(self.outputs.iter().cloned().zip(outputs).collect())
     }
 
@@ -92,6 +132,37 @@ impl TractModel {
                 })
             })
             .collect()
+    }
+}
+
+impl SingleRow {
+    /// `typed` with `batch` set to 1, optimized.
+    fn of(typed: &TypedModel, batch: Symbol) -> TractResult<Self> {
+        let batch_axes = typed
+            .input_outlets()?
+            .iter()
+            .map(|outlet| {
+                let fact = typed.outlet_fact(*outlet)?;
+                Ok(fact
+                    .shape
+                    .iter()
+                    .position(|d| *d == TDim::Sym(batch.clone())))
+            })
+            .collect::<TractResult<_>>()?;
+        let plan = typed
+            .set_symbols(&HashMap::from([(batch, TDim::Val(1))]))?
+            .into_decluttered()?
+            .into_optimized()?
+            .into_runnable()?;
+        Ok(Self { plan, batch_axes })
+    }
+
+    /// Whether `values` (in the graph's input order) are one row each.
+    fn fits(&self, values: &[TValue]) -> bool {
+        values
+            .iter()
+            .zip(&self.batch_axes)
+            .all(|(value, axis)| axis.is_none_or(|axis| value.shape().get(axis) == Some(&1)))
     }
 }
 

@@ -26,8 +26,8 @@ impl GraphLoader for TractBackend {
     fn load_dir(&self, dir: &Path) -> anyhow::Result<LoadedGraph> {
         let path = dir.join(GRAPH_FILE);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let model =
-            TractModel::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+        let model = TractModel::parse_with_single_row_plan(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
         let macs_per_row = model.macs_per_row.unwrap_or_else(|| {
             tracing::warn!(path = %path.display(), "graph cost unknown; inference MACs are reported as 0");
             0
@@ -147,27 +147,51 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_of_several_rows_runs_through_the_symbolic_batch_dimension() {
+    fn a_batch_of_several_rows_and_a_single_row_plan_agree() {
         let bytes = std::fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/credit-risk/1/model.onnx"),
         )
         .unwrap();
-        let model = TractModel::parse(&bytes).unwrap();
-        let row = [42f32, 52000.0, 710.0, 0.3, 15000.0, 5.0, 0.0];
-        let data: Vec<u8> = row
+        let model = TractModel::parse_with_single_row_plan(&bytes).unwrap();
+        let rows = [
+            [42f32, 52000.0, 710.0, 0.3, 15000.0, 5.0, 0.0],
+            [23.0, 18000.0, 540.0, 0.9, 30000.0, 1.0, 2.0],
+            [67.0, 91000.0, 800.0, 0.1, 5000.0, 30.0, 0.0],
+        ];
+        let run = |rows: &[[f32; 7]]| {
+            let data = rows
+                .iter()
+                .flatten()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
+            let tensor = Tensor::new(vec![rows.len() as u32, 7], TensorType::Fp32, data);
+            let out = run_named(
+                &model,
+                vec![NamedTensor {
+                    name: "input".into(),
+                    tensor,
+                }],
+            )
+            .unwrap();
+            let probabilities = out
+                .into_iter()
+                .find(|t| t.tensor.dimensions == [rows.len() as u32, 2]);
+            probabilities.expect("a [rows, 2] output").tensor.data
+        };
+        // The batch runs on the general plan, each row alone on the batch-1 plan.
+        let batch = run(&rows);
+        let single: Vec<u8> = rows
             .iter()
-            .chain(&row)
-            .chain(&row)
-            .flat_map(|x| x.to_le_bytes())
+            .flat_map(|row| run(std::slice::from_ref(row)))
             .collect();
-        let out = run_named(
-            &model,
-            vec![NamedTensor {
-                name: "input".into(),
-                tensor: Tensor::new(vec![3, 7], TensorType::Fp32, data),
-            }],
-        )
-        .unwrap();
-        assert_eq!(out[0].tensor.dimensions, vec![3, 2]);
+        let floats = |bytes: &[u8]| -> Vec<f32> {
+            bytes
+                .chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        };
+        for (b, s) in floats(&batch).iter().zip(floats(&single)) {
+            assert!((b - s).abs() < 1e-6, "{b} vs {s}");
+        }
     }
 }
