@@ -166,15 +166,13 @@ fn fit(spec: &VisionSpec, pixels: Vec<u8>, (iw, ih): (u32, u32)) -> Result<Vec<u
         return Ok(resized);
     }
     let (left, top) = (((rw - w) / 2) as usize, ((rh - h) / 2) as usize);
-    let row = rw as usize * channels;
-    Ok((0..h as usize)
-        .flat_map(|y| {
-            let start = (top + y) * row + left * channels;
-            resized[start..start + w as usize * channels]
-                .iter()
-                .copied()
-        })
-        .collect())
+    let (row, kept) = (rw as usize * channels, w as usize * channels);
+    let mut cropped = Vec::with_capacity(kept * h as usize);
+    for y in top..top + h as usize {
+        let start = y * row + left * channels;
+        cropped.extend_from_slice(&resized[start..start + kept]);
+    }
+    Ok(cropped)
 }
 
 fn resize(
@@ -209,13 +207,23 @@ fn normalize(spec: &VisionSpec, image: DynamicImage) -> Result<Tensor, ApiError>
         Channels::Rgb => image.into_rgb8().into_raw(),
     };
     let pixels = fit(spec, pixels, size)?;
-    for (i, px) in pixels.iter().enumerate() {
-        let (pos, c) = (i / channels, i % channels);
-        let mut x = *px as f32 / 255.0;
-        if spec.invert {
-            x = 1.0 - x;
+    // Each channel's 256 possible values, normalized once: a lookup per pixel instead of a
+    // division (bit for bit the same values).
+    let normalized: Vec<[f32; 256]> = (0..channels)
+        .map(|c| {
+            std::array::from_fn(|px| {
+                let mut x = px as f32 / 255.0;
+                if spec.invert {
+                    x = 1.0 - x;
+                }
+                (x - spec.mean[c]) / spec.std[c]
+            })
+        })
+        .collect();
+    for (c, (out, table)) in data.chunks_exact_mut(plane).zip(&normalized).enumerate() {
+        for (x, pixel) in out.iter_mut().zip(pixels.chunks_exact(channels)) {
+            *x = table[pixel[c] as usize];
         }
-        data[c * plane + pos] = (x - spec.mean[c]) / spec.std[c];
     }
     Ok(Tensor {
         name: spec.input.clone(),

@@ -7,8 +7,8 @@ use ember_contract::{ApiError, Code};
 use serde_json::Value;
 
 use crate::postprocess::{classify, Classification};
-use crate::spec::ModelSpec;
-use crate::tensor::Tensor;
+use crate::spec::{ModelSpec, VisionSpec};
+use crate::tensor::{Tensor, TensorData};
 use crate::{tabular, vision};
 
 /// Largest request body the function accepts, in bytes.
@@ -103,20 +103,45 @@ fn preprocess(spec: &ModelSpec, body: &Value) -> Result<Tensor, ApiError> {
 /// What drift monitoring compares with the training baseline: the tabular row itself, or an
 /// image's mean intensity in [0, 1] (undoing the normalization).
 fn drift_features(spec: &ModelSpec, input: &Tensor) -> Vec<f64> {
-    let values = input.data.to_f64();
-    match &spec.vision {
-        None => values,
-        Some(vision) => {
-            let plane = values.len() / vision.mean.len().max(1);
-            let sum: f64 = values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let c = (i / plane.max(1)).min(vision.mean.len() - 1);
-                    v * vision.std[c] as f64 + vision.mean[c] as f64
-                })
-                .sum();
-            vec![sum / values.len().max(1) as f64]
+    let Some(vision) = &spec.vision else {
+        return input.data.to_f64();
+    };
+    let mean = match &input.data {
+        TensorData::F32(values) => mean_intensity(vision, values),
+        other => mean_intensity(vision, &other.to_f64()),
+    };
+    vec![mean]
+}
+
+/// The mean intensity of a normalized, channel-first image tensor: each channel's plane
+/// un-normalized with its own mean and deviation (what is past the last full plane counts as the
+/// last channel) — as the sum of each plane, scaled, without a copy.
+fn mean_intensity<T: Copy + Into<f64>>(vision: &VisionSpec, values: &[T]) -> f64 {
+    let channels = vision.mean.len().max(1);
+    let plane = (values.len() / channels).max(1);
+    let (mut sum, mut rest) = (0.0, values);
+    for c in 0..channels {
+        let (this, next) = match c + 1 == channels {
+            true => (rest, &rest[rest.len()..]),
+            false => rest.split_at(plane.min(rest.len())),
+        };
+        sum += f64::from(vision.std[c]) * plane_sum(this)
+            + f64::from(vision.mean[c]) * this.len() as f64;
+        rest = next;
+    }
+    sum / values.len().max(1) as f64
+}
+
+/// The sum of `values` in eight running lanes, which the compiler vectorizes (a 150,528-value
+/// image tensor summed one value at a time was 3% of its request in wasm, measured).
+fn plane_sum<T: Copy + Into<f64>>(values: &[T]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let chunks = values.chunks_exact(lanes.len());
+    let rest: f64 = chunks.remainder().iter().map(|v| (*v).into()).sum();
+    for chunk in chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane += (*v).into();
         }
     }
+    lanes.iter().sum::<f64>() + rest
 }

@@ -231,11 +231,12 @@ impl NamedGraph for SessionPool {
 fn to_ort(tensor: &Tensor) -> Result<DynValue, BackendError> {
     let shape: Vec<i64> = tensor.dimensions.iter().map(|d| i64::from(*d)).collect();
     let elements = shape.iter().product::<i64>() as usize;
+    // Generic over the conversion (not a `fn` pointer), so it inlines into the copy loop.
     fn typed<T, const N: usize>(
         shape: Vec<i64>,
         data: &[u8],
         elements: usize,
-        from_le: fn([u8; N]) -> T,
+        from_le: impl Fn([u8; N]) -> T,
     ) -> Result<DynValue, BackendError>
     where
         T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static,

@@ -3,12 +3,18 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 use super::RuntimeArgs;
 
 /// How often the epoch advances: the granularity of deadlines and of time slices.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Environment variable that, set to `perfmap`, makes the engine write `/tmp/perf-<pid>.map`, so
+/// `perf report` names the guest's functions (README, "Benchmark").
+pub const PROFILER_ENV: &str = "EMBER_WASM_PROFILER";
 
 /// Bytes of each linear memory, table and async stack kept resident between instances.
 const KEEP_RESIDENT: usize = 64 << 10;
@@ -41,6 +47,9 @@ pub fn build(limits: &RuntimeArgs, fuel: bool) -> wasmtime::Result<Engine> {
         .consume_fuel(fuel)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true);
+    if std::env::var(PROFILER_ENV).is_ok_and(|v| v == "perfmap") {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     let engine = Engine::new(&config)?;
     let ticker = engine.weak();
     std::thread::Builder::new()
