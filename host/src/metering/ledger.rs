@@ -22,7 +22,8 @@ use super::{Decision, UsageRecord};
 const MAX_BATCH: usize = 1024;
 
 /// How long the ingest thread gathers records after the first of a batch: nobody waits for the
-/// commit, so waiting a little turns many small transactions into one.
+/// commit (a flush, or the ledger closing, cuts it short), so waiting a little turns many small
+/// transactions into one.
 const LINGER: Duration = Duration::from_millis(50);
 
 /// Wait before retrying a failed commit (the database busy with another process, a full disk).
@@ -348,9 +349,17 @@ impl Ledger {
             .context("ledger closed")?
             .send(ToIngest::Flush(done))
             .map_err(|_| anyhow::anyhow!("the ledger's ingest thread stopped"))?;
+        self.wake_ingest();
         committed
             .recv_timeout(FLUSH_TIMEOUT)
             .context("the ledger's ingest thread did not commit in time")
+    }
+
+    /// Ends the ingest thread's linger early (it parks instead of sleeping): someone waits.
+    fn wake_ingest(&self) {
+        if let Some(ingest) = &self.ingest {
+            ingest.thread().unpark();
+        }
     }
 }
 
@@ -358,6 +367,7 @@ impl Drop for Ledger {
     /// Commits what the journal holds before the process exits.
     fn drop(&mut self) {
         drop(lock(&self.appender).to_ingest.take());
+        self.wake_ingest();
         if let Some(ingest) = self.ingest.take() {
             let _ = ingest.join();
         }
@@ -394,11 +404,11 @@ fn ingest(mut conn: Connection, receiver: mpsc::Receiver<ToIngest>, appender: &M
                 Err(_) => break,
             }
         }
-        // The linger sleeps rather than waiting on the channel: a receiver parked in the channel
-        // is woken by every send, which would cost each reply a futex wake and this thread a
-        // context switch per record.
+        // The linger parks the thread rather than waiting on the channel: a receiver waiting in
+        // the channel is woken by every send, which would cost each reply a futex wake and this
+        // thread a context switch per record. Only a flush or the ledger closing unparks it.
         if open && batch.len() < MAX_BATCH {
-            std::thread::sleep(LINGER);
+            std::thread::park_timeout(LINGER);
         }
         while open && batch.len() < MAX_BATCH {
             match receiver.try_recv() {
