@@ -77,8 +77,10 @@ impl TractModel {
             .collect();
         let typed = model.into_typed()?.into_decluttered()?;
         let macs_per_row = macs_per_row(&typed).ok();
+        // Without it (no `batch` symbol, no input batched by it, or a graph tract cannot
+        // optimize at batch 1) every request runs on the general plan, as before.
         let single_row = match typed.symbols.get(BATCH_SYMBOL) {
-            Some(batch) if single_row => Some(SingleRow::of(&typed, batch)?),
+            Some(batch) if single_row => SingleRow::of(&typed, batch).ok().flatten(),
             _ => None,
         };
         let plan = typed.into_optimized()?.into_runnable()?;
@@ -89,6 +91,11 @@ impl TractModel {
             outputs,
             macs_per_row,
         })
+    }
+
+    /// Whether single-row requests run on a plan optimized for batch 1.
+    pub fn has_single_row_plan(&self) -> bool {
+        self.single_row.is_some()
     }
 
     /// Runs the plan on named values (every graph input exactly once, in any order) and returns
@@ -136,9 +143,9 @@ impl TractModel {
 }
 
 impl SingleRow {
-    /// `typed` with `batch` set to 1, optimized.
-    fn of(typed: &TypedModel, batch: Symbol) -> TractResult<Self> {
-        let batch_axes = typed
+    /// `typed` with `batch` set to 1, optimized; `None` when no input is batched by it.
+    fn of(typed: &TypedModel, batch: Symbol) -> TractResult<Option<Self>> {
+        let batch_axes: Vec<Option<usize>> = typed
             .input_outlets()?
             .iter()
             .map(|outlet| {
@@ -149,12 +156,15 @@ impl SingleRow {
                     .position(|d| *d == TDim::Sym(batch.clone())))
             })
             .collect::<TractResult<_>>()?;
+        if batch_axes.iter().all(Option::is_none) {
+            return Ok(None);
+        }
         let plan = typed
             .set_symbols(&HashMap::from([(batch, TDim::Val(1))]))?
             .into_decluttered()?
             .into_optimized()?
             .into_runnable()?;
-        Ok(Self { plan, batch_axes })
+        Ok(Some(Self { plan, batch_axes }))
     }
 
     /// Whether `values` (in the graph's input order) are one row each.

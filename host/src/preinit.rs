@@ -7,6 +7,7 @@
 //! instance then starts with all of it ready, its language runtime already started: the cost
 //! moves from every request (or every instance) to the build.
 
+use std::hash::Hash as _;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -19,10 +20,9 @@ use wasmtime_wasi_nn::wit::WasiNnCtx;
 use wasmtime_wasi_nn::InMemoryRegistry;
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
-use crate::runtime::{link, prune, HostState};
+use crate::runtime::{link, prune, FileIdentity, HostState, Sha256Hasher};
 use ember_contract::names::{GUEST_MODELS_DIR, SPEC_FILE};
 use ember_function::catalog::{Catalog as _, DirCatalog};
-use sha2::{Digest as _, Sha256};
 
 /// Seed of the random sources pre-initialization runs with ("EMBER" in ASCII).
 const SEED: u64 = 0x0045_4d42_4552;
@@ -68,25 +68,18 @@ pub fn write_preinitialized(component: &Path, models: &Path, out: &Path) -> anyh
 }
 
 /// The snapshot of `component` pre-initialized with `models`, made now unless `cache_dir` holds it
-/// already. It is keyed by the component's and every model version's spec's path, size and
-/// modification time (no file is read on a start that finds its snapshot), so a rebuilt function
-/// or a new or changed version makes a new one.
+/// already. It is keyed by the path and [`FileIdentity`] of the component and of every model
+/// version's spec (no file is read on a start that finds its snapshot), so a rebuilt function or a
+/// new or changed version makes a new one.
 pub fn cached_snapshot(
     component: &Path,
     models: &Path,
     cache_dir: &Path,
 ) -> anyhow::Result<std::path::PathBuf> {
-    let mut key = Sha256::new();
+    let mut key = Sha256Hasher::default();
     let mut identify = |file: &Path| -> anyhow::Result<()> {
-        let meta =
-            std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
-        let modified = meta
-            .modified()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        key.update(file.to_string_lossy().as_bytes());
-        key.update(meta.len().to_le_bytes());
-        key.update(modified.as_nanos().to_le_bytes());
+        file.hash(&mut key);
+        FileIdentity::of(file)?.hash(&mut key);
         Ok(())
     };
     identify(component)?;
@@ -97,7 +90,7 @@ pub fn cached_snapshot(
         }
     }
     let dir = cache_dir.join(SNAPSHOT_DIR);
-    let out = dir.join(format!("{:x}.wasm", key.finalize()));
+    let out = dir.join(format!("{}.wasm", key.hex()));
     if !out.is_file() {
         let started = std::time::Instant::now();
         write_preinitialized(component, models, &out)?;

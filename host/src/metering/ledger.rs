@@ -1,5 +1,5 @@
 //! The durable usage ledger: SQLite in WAL mode, fed through a write-ahead [`journal`]. A reply
-//! appends its record to the journal (a copy into a mapped file) and leaves; the ingest thread commits the
+//! appends its record to the journal (one `write`) and leaves; the ingest thread commits the
 //! journal's records to SQLite in batches. A client that got a reply has its record in the journal
 //! at least, even if the host is killed right after, and every process that opens the ledger
 //! (`ember up`, or a reader such as `ember usage`) first ingests what the journal still holds.
@@ -15,16 +15,19 @@ use anyhow::Context as _;
 use ember_contract::manage::{RecordQuery, MAX_RECORDS};
 use rusqlite::{params, Connection, OpenFlags};
 
-use super::journal::{self, Segment, SEGMENT_BYTES};
+use super::journal::{self, Segment};
 use super::{Decision, UsageRecord};
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
-/// How long the ingest thread gathers records after the first of a batch: nobody waits for the
-/// commit (a flush, or the ledger closing, cuts it short), so waiting a little turns many small
-/// transactions into one.
+/// How long the ingest thread waits for more records when it has fewer than a full batch: nobody
+/// waits for the commit (a flush, or the ledger closing, cuts it short), so waiting a little turns
+/// many small transactions into one.
 const LINGER: Duration = Duration::from_millis(50);
+
+/// A journal segment is retired (a new one started) once it holds this many bytes.
+const SEGMENT_BYTES: u64 = 4 << 20;
 
 /// Wait before retrying a failed commit (the database busy with another process, a full disk).
 const RETRY_AFTER: Duration = Duration::from_millis(200);
@@ -159,8 +162,6 @@ pub struct Ledger {
 struct Appender {
     segment: Option<Segment>,
     to_ingest: Option<mpsc::Sender<ToIngest>>,
-    /// The journal directory, where the next segment goes.
-    dir: PathBuf,
 }
 
 /// What the ingest thread receives, in journal order.
@@ -172,8 +173,6 @@ enum ToIngest {
     Record(Appended),
     /// A request to be told once every record sent before it is committed.
     Flush(mpsc::SyncSender<()>),
-    /// A full segment, sent after its last record: deleted once a later segment's record commits.
-    Retired(Segment),
 }
 
 /// A record that is in the journal, on its way to the database.
@@ -287,14 +286,13 @@ impl Ledger {
         let dir = journal::dir_of(path);
         let (sender, receiver) = mpsc::channel();
         let appender = Arc::new(Mutex::new(Appender {
-            segment: Some(Segment::create(&dir, 0, SEGMENT_BYTES)?),
+            segment: Some(Segment::create(&dir, 0)?),
             to_ingest: Some(sender),
-            dir,
         }));
         let shared = appender.clone();
         let ingest = std::thread::Builder::new()
             .name("ember-ledger".into())
-            .spawn(move || ingest(conn, receiver, &shared))?;
+            .spawn(move || ingest(conn, receiver, &shared, &dir))?;
         Ok(Self {
             appender,
             ingest: Some(ingest),
@@ -307,36 +305,28 @@ impl Ledger {
         &self.path
     }
 
-    /// Makes `record` durable before its reply is sent: appends it to the journal (a copy into
-    /// the page cache; a full segment is retired and the next one started first) and hands it to
-    /// the ingest thread.
+    /// Makes `record` durable before its reply is sent: appends it to the journal (one write to
+    /// the page cache) and hands it to the ingest thread.
     pub fn commit(&self, record: UsageRecord) -> anyhow::Result<()> {
-        let stopped = |_| anyhow::anyhow!("the ledger's ingest thread stopped");
         let line = journal::line(&record);
         let mut guard = lock(&self.appender);
         let Appender {
             segment: Some(segment),
             to_ingest: Some(to_ingest),
-            dir,
         } = &mut *guard
         else {
             anyhow::bail!("ledger closed");
         };
-        // Sent under the lock, so the ingest thread receives records (and retired segments after
-        // their last record) in journal order.
-        if !segment.append(&line) {
-            let next = Segment::create(dir, segment.seq + 1, line.len().max(SEGMENT_BYTES))
-                .context("starting the ledger's next journal segment")?;
-            let full = std::mem::replace(segment, next);
-            to_ingest.send(ToIngest::Retired(full)).map_err(stopped)?;
-            anyhow::ensure!(segment.append(&line), "a new segment holds the line");
-        }
+        segment
+            .append(&line)
+            .context("writing the ledger's journal")?;
+        // Sent under the lock, so the ingest thread receives records in journal order.
         to_ingest
             .send(ToIngest::Record(Appended {
                 segment: segment.seq,
                 record,
             }))
-            .map_err(stopped)
+            .map_err(|_| anyhow::anyhow!("the ledger's ingest thread stopped"))
     }
 
     /// Waits until every record committed to the journal before this call is in SQLite, so a
@@ -355,7 +345,7 @@ impl Ledger {
             .context("the ledger's ingest thread did not commit in time")
     }
 
-    /// Ends the ingest thread's linger early (it parks instead of sleeping): someone waits.
+    /// Ends the ingest thread's linger early (it parks rather than sleeps): someone waits.
     fn wake_ingest(&self) {
         if let Some(ingest) = &self.ingest {
             ingest.thread().unpark();
@@ -378,10 +368,16 @@ fn lock(appender: &Mutex<Appender>) -> MutexGuard<'_, Appender> {
     appender.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The ingest thread: commits appended records in batches, and deletes a retired segment once a
-/// record of a later one has committed (all of its records came before). A failed commit is retried with the records that arrived since; at
+/// The ingest thread: commits appended records in batches, starts a new segment once the current
+/// one is large, and deletes a retired segment once a record of a later one has committed (all of
+/// its records came before). A failed commit is retried with the records that arrived since; at
 /// shutdown it is given up after a few tries, and the journal keeps the records for the next start.
-fn ingest(mut conn: Connection, receiver: mpsc::Receiver<ToIngest>, appender: &Mutex<Appender>) {
+fn ingest(
+    mut conn: Connection,
+    receiver: mpsc::Receiver<ToIngest>,
+    appender: &Mutex<Appender>,
+    dir: &Path,
+) {
     let mut retired: Vec<Segment> = Vec::new();
     let mut batch: Vec<Appended> = Vec::new();
     // Flushes waiting for the batch: every record sent before them is in it.
@@ -397,27 +393,27 @@ fn ingest(mut conn: Connection, receiver: mpsc::Receiver<ToIngest>, appender: &M
                     let _ = done.send(());
                     continue;
                 }
-                Ok(ToIngest::Retired(full)) => {
-                    retired.push(full);
-                    continue;
-                }
                 Err(_) => break,
             }
         }
-        // The linger parks the thread rather than waiting on the channel: a receiver waiting in
-        // the channel is woken by every send, which would cost each reply a futex wake and this
-        // thread a context switch per record. Only a flush or the ledger closing unparks it.
-        if open && batch.len() < MAX_BATCH {
-            std::thread::park_timeout(LINGER);
-        }
-        while open && batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(ToIngest::Record(next)) => batch.push(next),
-                Ok(ToIngest::Flush(done)) => flushes.push(done),
-                Ok(ToIngest::Retired(full)) => retired.push(full),
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => open = false,
+        // Take what is queued; only short of a full batch, with nobody waiting, linger once and
+        // take what arrived meanwhile. The linger parks the thread rather than waiting on the
+        // channel: a receiver waiting in the channel is woken by every send, which cost each reply
+        // a futex wake and this thread a context switch per record. Only a flush or the ledger
+        // closing unparks it (and a backlog never waits).
+        for lingered in [false, true] {
+            while open && batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(ToIngest::Record(next)) => batch.push(next),
+                    Ok(ToIngest::Flush(done)) => flushes.push(done),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => open = false,
+                }
             }
+            if lingered || !open || batch.len() >= MAX_BATCH || !flushes.is_empty() {
+                break;
+            }
+            std::thread::park_timeout(LINGER);
         }
         if let Err(error) = insert(&mut conn, batch.iter().map(|a| &a.record)) {
             failures += 1;
@@ -437,6 +433,22 @@ fn ingest(mut conn: Connection, receiver: mpsc::Receiver<ToIngest>, appender: &M
         let (done, kept) = retired.into_iter().partition(|s| s.seq < newest);
         retired = kept;
         done.into_iter().for_each(Segment::remove);
+        let mut appender = lock(appender);
+        if let Some(full) = appender.segment.take_if(|s| s.len() >= SEGMENT_BYTES) {
+            match Segment::create(dir, full.seq + 1) {
+                Ok(next) => {
+                    appender.segment = Some(next);
+                    retired.push(full);
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "could not start a new journal segment"
+                    );
+                    appender.segment = Some(full);
+                }
+            }
+        }
     }
     // Every record appended has been received and committed: the journal is all in the database.
     retired.into_iter().for_each(Segment::remove);
@@ -743,32 +755,20 @@ mod tests {
 
     #[test]
     fn a_dead_writers_journal_is_ingested_on_open_and_its_torn_last_line_skipped() {
-        // What a writer killed inside its third append leaves: two lines and part of a third,
-        // then the segment's reserved, unwritten rest (NUL bytes); with none left, or with the
-        // copy of the third line torn in its middle.
-        let first_two = [
-            journal::line(&record(1, true)),
-            journal::line(&record(2, false)),
-        ]
-        .concat();
+        let dir = tempfile::tempdir().unwrap();
+        // What a writer killed inside its third append leaves: two lines and part of a third.
+        let mut lines = journal::line(&record(1, true));
+        lines.extend(journal::line(&record(2, false)));
         let third = journal::line(&record(3, true));
-        let half = third.len() / 2;
-        let torn_middle = [&third[..half], &vec![0; 8][..], &third[half + 8..]].concat();
-        for left in [
-            [&first_two[..], &third[..half]].concat(),
-            [&first_two[..], &third[..half], &vec![0; 4096][..]].concat(),
-            [&first_two[..], &torn_middle[..], &vec![0; 4096][..]].concat(),
-        ] {
-            let dir = tempfile::tempdir().unwrap();
-            let (path, segment) = dead_writers_journal(dir.path(), &left);
-            // Neither the database nor the reader's view misses the two replied records.
-            let ledger = Ledger::open(&path).unwrap();
-            assert_eq!(stored(&path), vec![record(1, true), record(2, false)]);
-            assert!(!segment.exists());
-            ledger.commit(record(4, false)).unwrap();
-            drop(ledger);
-            assert_eq!(stored(&path).len(), 3);
-        }
+        lines.extend_from_slice(&third[..third.len() / 2]);
+        let (path, segment) = dead_writers_journal(dir.path(), &lines);
+        // Neither the database nor the reader's view misses the two replied records.
+        let ledger = Ledger::open(&path).unwrap();
+        assert_eq!(stored(&path), vec![record(1, true), record(2, false)]);
+        assert!(!segment.exists());
+        ledger.commit(record(4, false)).unwrap();
+        drop(ledger);
+        assert_eq!(stored(&path).len(), 3);
     }
 
     #[test]
@@ -815,12 +815,12 @@ mod tests {
         let ledger = Ledger::open(&path).unwrap();
         let first = segment_names(&path);
         assert_eq!(first.len(), 1);
-        let full = SEGMENT_BYTES / journal::line(&record(0, true)).len() + 1;
+        let full = SEGMENT_BYTES as usize / journal::line(&record(0, true)).len() + 1;
         for i in 0..full {
             ledger.commit(record(i, true)).unwrap();
         }
         wait_for(&path, full);
-        // The line that did not fit in the first segment started a new one; the ingest thread
+        // The ingest thread starts a new segment after the batch that filled the first, and
         // deletes the first once a record of the new one has committed.
         let mut committed = full;
         while segment_names(&path).contains(&first[0]) {

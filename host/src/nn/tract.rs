@@ -28,6 +28,7 @@ impl GraphLoader for TractBackend {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let model = TractModel::parse_with_single_row_plan(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+        tracing::debug!(path = %path.display(), single_row_plan = model.has_single_row_plan(), "tract loaded a graph");
         let macs_per_row = model.macs_per_row.unwrap_or_else(|| {
             tracing::warn!(path = %path.display(), "graph cost unknown; inference MACs are reported as 0");
             0
@@ -153,6 +154,7 @@ mod tests {
         )
         .unwrap();
         let model = TractModel::parse_with_single_row_plan(&bytes).unwrap();
+        assert!(model.has_single_row_plan());
         let rows = [
             [42f32, 52000.0, 710.0, 0.3, 15000.0, 5.0, 0.0],
             [23.0, 18000.0, 540.0, 0.9, 30000.0, 1.0, 2.0],

@@ -1,9 +1,8 @@
-//! On-disk cache of compiled components, keyed by the component file's identity and the engine's
-//! compatibility hash (wasmtime version, target, settings): a restart deserializes instead of
-//! compiling, without reading the component. The identity is what the file system reports —
-//! device, inode, size, modification and change times — so any write to the file, or a new file
-//! in its place, makes a new key; the change time cannot be set back by anyone. (Hashing the
-//! contents instead cost ~9 ms of a ~30 ms cold start for an 11 MB pre-initialized snapshot.)
+//! On-disk cache of compiled components, keyed by the component file's [`FileIdentity`] and the
+//! engine's compatibility hash (wasmtime version, target, settings): a restart deserializes
+//! instead of compiling, without reading the component. (Hashing the contents instead cost ~9 ms
+//! of a ~30 ms cold start for an 11 MB pre-initialized snapshot.) A cache directory copied to
+//! another machine therefore starts cold there: the identities differ.
 
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt as _;
@@ -29,7 +28,8 @@ pub fn load_component(
     wasm: &Path,
     cache_dir: &Path,
 ) -> anyhow::Result<(Component, CacheOutcome)> {
-    let path = cache_path(engine, wasm, cache_dir)?;
+    let identity = FileIdentity::of(wasm)?;
+    let path = cache_path(engine, identity, cache_dir);
     if path.is_file() {
         // SAFETY: the file was written by `precompile_component` of an engine with the same
         // compatibility hash (it is in the file name), and the cache directory is Ember's own.
@@ -42,9 +42,12 @@ pub fn load_component(
     }
     let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let compiled = engine.precompile_component(&bytes)?;
-    // Concurrent starts never see (or mmap) a file that another process is still writing.
-    crate::atomic_file::replace(&path, &compiled)?;
-    prune(cache_dir, "cwasm", KEEP_ENTRIES);
+    // Stored only if the file did not change while it was read: its key would name other bytes.
+    if FileIdentity::of(wasm)? == identity {
+        // Concurrent starts never see (or mmap) a file that another process is still writing.
+        crate::atomic_file::replace(&path, &compiled)?;
+        prune(cache_dir, "cwasm", KEEP_ENTRIES);
+    }
     // SAFETY: these bytes were just produced by `precompile_component` on this engine.
     let component = unsafe { Component::deserialize(engine, &compiled) }?;
     Ok((component, CacheOutcome::Compiled))
@@ -84,25 +87,55 @@ pub(crate) fn prune(dir: &Path, extension: &str, keep: usize) {
     }
 }
 
-fn cache_path(engine: &Engine, wasm: &Path, cache_dir: &Path) -> anyhow::Result<PathBuf> {
-    let meta = std::fs::metadata(wasm).with_context(|| format!("reading {}", wasm.display()))?;
-    let mut hasher = Sha256Hasher(Sha256::new());
-    let times = [
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec(),
-    ];
-    (meta.dev(), meta.ino(), meta.len(), times).hash(&mut hasher);
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    let digest = hasher.0.finalize();
-    // The first 128 bits name the file.
-    let key = format!("{digest:x}");
-    Ok(cache_dir.join(format!("{}.cwasm", &key[..32])))
+/// A file as the file system identifies it: device, inode, size, and modification and change
+/// times. Any write to the file, or a new file in its place, changes it — the change time cannot
+/// be set back by anyone — except a rewrite of the same size within one tick of the file
+/// system's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    device: u64,
+    inode: u64,
+    len: u64,
+    times: [i64; 4],
 }
 
-/// Feeds `Hash` implementations into SHA-256.
-struct Sha256Hasher(Sha256);
+impl FileIdentity {
+    /// The identity of the file at `path`.
+    pub fn of(path: &Path) -> anyhow::Result<Self> {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+            len: meta.len(),
+            times: [
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.ctime(),
+                meta.ctime_nsec(),
+            ],
+        })
+    }
+}
+
+fn cache_path(engine: &Engine, identity: FileIdentity, cache_dir: &Path) -> PathBuf {
+    let mut hasher = Sha256Hasher::default();
+    identity.hash(&mut hasher);
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    // The first 128 bits name the file.
+    cache_dir.join(format!("{}.cwasm", &hasher.hex()[..32]))
+}
+
+/// Feeds `Hash` implementations into SHA-256, for keys that name cache files.
+#[derive(Default)]
+pub struct Sha256Hasher(Sha256);
+
+impl Sha256Hasher {
+    /// The digest of what was hashed, in hex.
+    pub fn hex(self) -> String {
+        format!("{:x}", self.0.finalize())
+    }
+}
 
 impl Hasher for Sha256Hasher {
     fn finish(&self) -> u64 {

@@ -47,8 +47,15 @@ pub fn build(limits: &RuntimeArgs, fuel: bool) -> wasmtime::Result<Engine> {
         .consume_fuel(fuel)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true);
-    if std::env::var(PROFILER_ENV).is_ok_and(|v| v == "perfmap") {
-        config.profiler(ProfilingStrategy::PerfMap);
+    match std::env::var(PROFILER_ENV).as_deref() {
+        Ok("perfmap") => {
+            config.profiler(ProfilingStrategy::PerfMap);
+        }
+        Ok(other) => tracing::warn!(
+            value = other,
+            "{PROFILER_ENV} is ignored: the only profiler it selects is `perfmap`"
+        ),
+        Err(_) => {}
     }
     let engine = Engine::new(&config)?;
     let ticker = engine.weak();

@@ -34,7 +34,7 @@ use wasmtime_wasi_http::WasiHttpView as _;
 
 pub use self::args::{RuntimeArgs, DEFAULT_CACHE_DIR};
 pub(crate) use self::cache::prune;
-pub use self::cache::CacheOutcome;
+pub use self::cache::{CacheOutcome, FileIdentity, Sha256Hasher};
 use self::cpu::CpuTimed;
 pub use self::failure::{error_response, json_response, Failure};
 use self::invocation::{model_version, take_telemetry, BodyTap};
