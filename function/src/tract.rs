@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::{
     Framework, InferenceModelExt, IntoRunnable, IntoTValue, Symbol, SymbolValues, TDim, TValue,
-    Tensor as TractTensor, TractResult, TypedModel, TypedRunnableModel,
+    TVec, Tensor as TractTensor, TractResult, TypedModel, TypedRunnableModel,
 };
 use tract_onnx::tract_core::internal::{anyhow, bail};
 use tract_onnx::tract_core::ops::Cost;
@@ -110,7 +110,7 @@ impl TractModel {
                 .ok_or_else(|| anyhow!("the graph has no input '{name}'"))?;
             ordered[index] = Some(value);
         }
-        let values: tract_onnx::prelude::TVec<TValue> = ordered
+        let values: TVec<TValue> = ordered
             .into_iter()
             .zip(&self.inputs)
             .map(|(v, name)| v.ok_or_else(|| anyhow!("input '{name}' is missing")))
