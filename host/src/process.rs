@@ -28,13 +28,15 @@ pub fn capture(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
 
 /// Starts upstream `wasmtime serve` (`binary`, built from tests/wasmtime-serve) on a free loopback
 /// port serving `component`, with `models` mounted at the guest's models directory as spin.toml
-/// mounts it; returns the child and its log ([`serving_address`] reads the address from it).
+/// mounts it and `options` (wasmtime's own flags, e.g. `-O …`) before it; returns the child and
+/// its log ([`serving_address`] reads the address from it).
 pub fn spawn_wasmtime_serve(
     binary: &Path,
     component: &Path,
     models: &Path,
+    options: &[&str],
 ) -> std::io::Result<(Child, Arc<Mutex<String>>)> {
-    spawn_wasmtime_serve_with(binary, component, &[(models, GUEST_MODELS_DIR)])
+    spawn_wasmtime_serve_with(binary, component, &[(models, GUEST_MODELS_DIR)], options)
 }
 
 /// [`spawn_wasmtime_serve`] with each `(host directory, guest path)` of `mounts` preopened.
@@ -42,9 +44,11 @@ pub fn spawn_wasmtime_serve_with(
     binary: &Path,
     component: &Path,
     mounts: &[(&Path, &str)],
+    options: &[&str],
 ) -> std::io::Result<(Child, Arc<Mutex<String>>)> {
     let mut command = Command::new(binary);
     command.args(["--addr", "127.0.0.1:0", "-S", "cli"]);
+    command.args(options);
     for (host, guest) in mounts {
         command
             .arg("--dir")

@@ -123,7 +123,7 @@ impl Server {
             wasmtime.display()
         );
         let (mut child, stderr) =
-            spawn_wasmtime_serve_with(&wasmtime, component, mounts).expect("wasmtime runs");
+            spawn_wasmtime_serve_with(&wasmtime, component, mounts, &[]).expect("wasmtime runs");
         // Compiling the ~10 MB embedded component takes a while on two cores.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
         let base = loop {

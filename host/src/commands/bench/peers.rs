@@ -2,7 +2,8 @@
 //! run — the seed's Flask + onnxruntime server (`scripts/peers/flask_seed.py` under gunicorn),
 //! Ember with metering on and off, with API keys and a rate limit checked on every request,
 //! with instance reuse (the default) and a fresh instance per
-//! request, the embedded build on Ember and on upstream `wasmtime serve`,
+//! request, the embedded build on Ember and on upstream `wasmtime serve` (as it starts, and with
+//! its function table kept resident between instances),
 //! a hello-world wasi:http component on both hosts, and the host's own HTTP floor. Peers that are
 //! not installed are reported as skipped, never guessed.
 
@@ -34,6 +35,13 @@ const KEYS_ON: &str = "Ember, metering on, --auth keys + rate limit";
 const AB_SLICES: u32 = 6;
 const FRESH: &str = "Ember, metering on, --instance-reuse 1";
 const EMBEDDED_ON_WASMTIME: &str = "wasmtime serve, embedded build";
+const EMBEDDED_ON_WASMTIME_TABLE_RESIDENT: &str =
+    "wasmtime serve, embedded build, table kept resident";
+/// The option of the row above: wasmtime's pooling allocator (`wasmtime serve`'s default) then
+/// zeroes the embedded build's function table (~16k entries, ~126 KB) between instances instead of
+/// handing its pages back to the kernel, whose faults on the next instance were the largest cost
+/// of a request there (see README, "Benchmark").
+const TABLE_KEEP_RESIDENT: &str = "pooling-table-keep-resident=262144";
 const HELLO_ON_WASMTIME: &str = "hello world on wasmtime serve";
 
 /// One row: what was measured, or why it was not.
@@ -89,11 +97,19 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resul
         label: KEYS_ON,
         rates: with_keys,
     });
-    rows.push(Row {
-        label: EMBEDDED_ON_WASMTIME,
-        rates: wasmtime_serve(&embedded, &args.models)
-            .and_then(|peer| measure(runtime, args, peer, None, None)),
-    });
+    for (label, options) in [
+        (EMBEDDED_ON_WASMTIME, vec![]),
+        (
+            EMBEDDED_ON_WASMTIME_TABLE_RESIDENT,
+            vec!["-O", TABLE_KEEP_RESIDENT],
+        ),
+    ] {
+        rows.push(Row {
+            label,
+            rates: wasmtime_serve(&embedded, &args.models, &options)
+                .and_then(|peer| measure(runtime, args, peer, None, None)),
+        });
+    }
     let component = hello.to_string_lossy().into_owned();
     for (label, extra) in [
         (
@@ -117,7 +133,7 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resul
     }
     rows.push(Row {
         label: HELLO_ON_WASMTIME,
-        rates: wasmtime_serve(&hello, &args.models)
+        rates: wasmtime_serve(&hello, &args.models, &[])
             .and_then(|peer| measure(runtime, args, peer, Some("/"), None)),
     });
     rows.push(Row {
@@ -291,8 +307,8 @@ pub(super) fn flask(
 }
 
 /// Upstream `wasmtime serve` (tests/wasmtime-serve, built beside `ember`) serving `component`
-/// with the models mounted as on Spin.
-fn wasmtime_serve(component: &Path, models: &Path) -> Result<Peer, String> {
+/// with the models mounted as on Spin, and wasmtime's `options`.
+fn wasmtime_serve(component: &Path, models: &Path, options: &[&str]) -> Result<Peer, String> {
     let binary = std::env::current_exe()
         .map_err(|e| e.to_string())?
         .with_file_name("wasmtime-serve");
@@ -308,7 +324,7 @@ fn wasmtime_serve(component: &Path, models: &Path) -> Result<Peer, String> {
             component.display()
         ));
     }
-    let (mut child, logged) = spawn_wasmtime_serve(&binary, component, models)
+    let (mut child, logged) = spawn_wasmtime_serve(&binary, component, models, options)
         .map_err(|e| format!("wasmtime serve: {e}"))?;
     let started = Instant::now();
     loop {
@@ -420,5 +436,11 @@ fn print_ratios(rows: &[Row]) {
         (EMBEDDED_ON_WASMTIME, 1),
         (HELLO_ON_WASMTIME, 1),
         "≥ 0.70",
+    );
+    ratio(
+        "  the same with the function table kept resident",
+        (EMBEDDED_ON_WASMTIME_TABLE_RESIDENT, 1),
+        (HELLO_ON_WASMTIME, 1),
+        "—",
     );
 }
