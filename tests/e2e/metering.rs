@@ -31,9 +31,14 @@ fn the_same_request_costs_the_same_every_time() {
             reference_cases("credit-risk")[3]["request"].clone(),
         ),
         ("digits", reference_cases("digits")[5]["request"].clone()),
+        // A photo: JPEG decoding, resizing and a 150,528-value tensor in the guest.
+        (
+            "efficientnet-lite0",
+            reference_cases("efficientnet-lite0")[0]["request"].clone(),
+        ),
     ];
-    // With instances reused (the default) and with a fresh instance per request; the two models'
-    // requests interleave, so a reused instance has served the other model just before.
+    // With instances reused (the default) and with a fresh instance per request; the models'
+    // requests interleave, so a reused instance has served the others just before.
     let mut by_mode = Vec::new();
     for mode in [&[][..], &["--instance-reuse", "1"][..]] {
         let db = scratch_dir("determinism").join("usage.db");
