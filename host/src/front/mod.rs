@@ -110,7 +110,11 @@ impl Front {
         } else {
             match self.router.route(&path) {
                 Some(Target::Function) => self.invoke(request, &path).await,
-                Some(Target::Site(site)) => self.sites[site].serve(request.method(), &path).await,
+                Some(Target::Site(site)) => {
+                    self.sites[site]
+                        .serve(request.method(), &path, request.headers())
+                        .await
+                }
                 None => error_response(&ApiError::new(
                     Code::NoRoute,
                     format!("no route for '{path}'"),
@@ -182,7 +186,7 @@ impl Front {
             // The operator page and its assets; anything else under `/-/` is its 404.
             HostEndpoint::Page => {
                 self.operator_page
-                    .serve(request.method(), request.uri().path())
+                    .serve(request.method(), request.uri().path(), request.headers())
                     .await
             }
         }

@@ -2,10 +2,10 @@
 //! `wasi:http/incoming-handler` and answers `GET` and `HEAD` with the files under its preopened
 //! directories (spin.toml's `files` on Spin, `--dir host::guest` on `wasmtime serve`).
 //!
-//! `site` decides what a request names (no I/O, so it is tested natively); `serve` opens the file
+//! [`site`] decides what a request names (no I/O, so it builds and is tested natively, and Ember's
+//! host serves a manifest's file-server components by the same rules); `serve` opens the file
 //! under the preopens and streams it.
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod serve;
-#[cfg(any(test, all(target_arch = "wasm32", target_os = "wasi")))]
-mod site;
+pub mod site;
