@@ -211,8 +211,9 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
         ModelsCommand::Split { name, weights } => {
             let split = weights
                 .iter()
-                .map(|pair| parse_weight(&deployment, &name, pair))
+                .map(|pair| parse_weight(pair))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            deployment.require_versions(&name, split.iter().map(|w| w.version.as_str()))?;
             let canary = (split.len() > 1)
                 .then(|| split.iter().min_by_key(|w| w.weight))
                 .flatten()
@@ -599,14 +600,26 @@ impl Deployment<'_> {
     /// Fails unless `name` has `version` (and, locally, its spec parses: it must be servable; a
     /// deployment checks its own).
     fn require_version(&self, name: &str, version: &str) -> anyhow::Result<()> {
+        self.require_versions(name, [version])
+    }
+
+    /// [`Deployment::require_version`] for each of `versions`, reading the model list once (a
+    /// remote deployment's is one request).
+    fn require_versions<'v>(
+        &self,
+        name: &str,
+        versions: impl IntoIterator<Item = &'v str>,
+    ) -> anyhow::Result<()> {
         let known = self.versions(name)?;
-        if !known.iter().any(|v| v == version) {
-            bail!("{name} has no version {version} (has {})", known.join(", "));
-        }
-        if let Self::Local(catalog) = self {
-            catalog
-                .spec(name, Some(version), Default::default())
-                .map_err(|e| anyhow::anyhow!("{name} {version}: {}", e.message))?;
+        for version in versions {
+            if !known.iter().any(|v| v == version) {
+                bail!("{name} has no version {version} (has {})", known.join(", "));
+            }
+            if let Self::Local(catalog) = self {
+                catalog
+                    .spec(name, Some(version), Default::default())
+                    .map_err(|e| anyhow::anyhow!("{name} {version}: {}", e.message))?;
+            }
         }
         Ok(())
     }
@@ -650,11 +663,10 @@ impl Deployment<'_> {
     }
 }
 
-fn parse_weight(deployment: &Deployment, name: &str, pair: &str) -> anyhow::Result<Weighted> {
+fn parse_weight(pair: &str) -> anyhow::Result<Weighted> {
     let (version, weight) = pair
         .split_once('=')
         .with_context(|| format!("'{pair}' is not version=weight"))?;
-    deployment.require_version(name, version)?;
     Ok(Weighted {
         version: version.to_string(),
         weight: weight
