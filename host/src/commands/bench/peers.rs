@@ -40,7 +40,7 @@ const EMBEDDED_ON_WASMTIME_TABLE_RESIDENT: &str =
 /// The option of the row above: wasmtime's pooling allocator (`wasmtime serve`'s default) then
 /// zeroes the embedded build's function table (~16k entries, ~126 KB) between instances instead of
 /// handing its pages back to the kernel, whose faults on the next instance were the largest cost
-/// of a request there (see README, "Benchmark").
+/// of a request there (docs/benchmarks.md has the profile).
 const TABLE_KEEP_RESIDENT: &str = "pooling-table-keep-resident=262144";
 const HELLO_ON_WASMTIME: &str = "hello world on wasmtime serve";
 
