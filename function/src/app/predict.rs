@@ -121,9 +121,10 @@ fn mean_intensity<T: Copy + Into<f64>>(vision: &VisionSpec, values: &[T]) -> f64
     let plane = (values.len() / channels).max(1);
     let (mut sum, mut rest) = (0.0, values);
     for c in 0..channels {
-        let (this, next) = match c + 1 == channels {
-            true => (rest, &rest[rest.len()..]),
-            false => rest.split_at(plane.min(rest.len())),
+        let (this, next) = if c + 1 == channels {
+            (rest, &rest[rest.len()..])
+        } else {
+            rest.split_at(plane.min(rest.len()))
         };
         sum += f64::from(vision.std[c]) * plane_sum(this)
             + f64::from(vision.mean[c]) * this.len() as f64;

@@ -16,8 +16,14 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// `perf report` names the guest's functions (README, "Benchmark").
 pub const PROFILER_ENV: &str = "EMBER_WASM_PROFILER";
 
-/// Bytes of each linear memory, table and async stack kept resident between instances.
+/// Bytes of each linear memory and async stack kept resident between instances.
 const KEEP_RESIDENT: usize = 64 << 10;
+
+/// Bytes of each function table kept resident between instances: the embedded build's table
+/// (~16k entries, ~126 KB) whole. A table handed back to the kernel is faulted in again slot by
+/// slot as the next instance calls through it — read, then written, each write a TLB flush on
+/// every core (docs/benchmarks.md, the embedded build on `wasmtime serve`); zeroing it costs less.
+const TABLE_KEEP_RESIDENT: usize = 256 << 10;
 
 /// Builds the engine for `limits` (pool slots, memory) and starts its epoch ticker; `fuel` counts
 /// guest instructions for metering.
@@ -38,7 +44,7 @@ pub fn build(limits: &RuntimeArgs, fuel: bool) -> wasmtime::Result<Engine> {
         // Reused slots keep their first pages resident (reset with memset, not madvise), so a
         // warm instance does not page-fault its stack and heap back in on every request.
         .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(TABLE_KEEP_RESIDENT)
         .async_stack_keep_resident(KEEP_RESIDENT)
         .decommit_batch_size(32);
     let mut config = Config::new();
