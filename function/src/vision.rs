@@ -93,10 +93,11 @@ pub fn to_tensor(spec: &VisionSpec, body: &Value) -> Result<Tensor, ApiError> {
 }
 
 fn decode_base64(encoded: &str) -> Result<Vec<u8>, ApiError> {
-    // Accept data URLs ("data:image/png;base64,...") as browsers produce them.
-    let payload = match encoded.split_once(";base64,") {
-        Some((prefix, rest)) if prefix.starts_with("data:") => rest,
-        _ => encoded,
+    // Accept data URLs ("data:image/png;base64,...") as browsers produce them. Only a data URL
+    // is searched for its marker: a plain payload is tens of kilobytes of base64.
+    let payload = match encoded.strip_prefix("data:") {
+        Some(url) => url.split_once(";base64,").map_or(encoded, |(_, rest)| rest),
+        None => encoded,
     };
     base64::engine::general_purpose::STANDARD
         .decode(payload.trim())

@@ -242,3 +242,27 @@ fn text_requests_become_id_mask_and_type_tensors_of_one_text() {
     assert_eq!(inputs.inputs[2].data, TensorData::I64(vec![0; 4]));
     assert!(inputs.inputs.iter().all(|t| t.shape == [1, 4]));
 }
+
+#[test]
+fn an_image_may_come_as_a_base64_data_url() {
+    let spec = spec("efficientnet-lite0");
+    let vision = spec.vision.as_ref().unwrap();
+    let png = coordinate_png(300, 256);
+    let plain = vision::to_tensor(vision, &serde_json::json!({ "image": png })).unwrap();
+    let url = format!("data:image/png;base64,{png}");
+    let from_url = vision::to_tensor(vision, &serde_json::json!({ "image": url })).unwrap();
+    assert_eq!(from_url.data, plain.data);
+    for not_base64 in [format!("data:image/png,{png}"), format!("x;base64,{png}")] {
+        let error = vision::to_tensor(vision, &serde_json::json!({ "image": not_base64 }));
+        let error = error.unwrap_err();
+        assert_eq!(
+            (error.status(), error.field.as_deref()),
+            (422, Some("image"))
+        );
+        assert!(
+            error.message.contains("not valid base64"),
+            "{}",
+            error.message
+        );
+    }
+}

@@ -106,7 +106,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .into_iter()
         .chain([("credit-risk", "3")])
     {
-        let tract = native_floor(&args.models, model, version, &TractBackend)?;
+        let mut backends: Vec<&dyn GraphLoader> = vec![&TractBackend];
+        backends.extend(ort.as_ref().map(|ort| ort as &dyn GraphLoader));
+        let samples = native_floor(&args.models, model, version, &backends)?;
+        let tract = &samples[0];
         let name = format!("{model} v{version}");
         let mut row = format!(
             "{name:<16} {:>10.1} {:>10.1}",
@@ -114,9 +117,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             tract.p99_us()
         );
         let first = version == "1";
-        match &ort {
-            Some(ort) => {
-                let floor = native_floor(&args.models, model, version, ort)?;
+        match samples.get(1) {
+            Some(floor) => {
                 row += &format!(
                     " {:>10.1} {:>10.1} {:>10.2}x",
                     floor.p50_us(),
@@ -379,44 +381,61 @@ fn warm_latency(
     Ok(samples)
 }
 
-/// Inference on the first reference case's tensors of `model` `version` by `backend`, without
-/// wasm or HTTP.
+/// Inference on the first reference case's tensors of `model` `version` by each backend,
+/// interleaved, without wasm or HTTP.
 fn native_floor(
     models: &Path,
     model: &str,
     version: &str,
-    backend: &dyn GraphLoader,
-) -> anyhow::Result<Samples> {
+    backends: &[&dyn GraphLoader],
+) -> anyhow::Result<Vec<Samples>> {
     let case = reference_case(models, model, version)?;
     let inputs: Vec<NamedTensor> = case.inputs.iter().map(reference_tensor).collect();
-    time_inference(backend, &models.join(model).join(version), &inputs, 2700)
+    let runs: Vec<_> = backends.iter().map(|backend| (*backend, 2700)).collect();
+    time_interleaved(&runs, &models.join(model).join(version), &inputs)
 }
 
-/// `runs` inferences (after a fifth as many to warm up) of the graph in `dir` on `backend`.
-fn time_inference(
-    backend: &dyn GraphLoader,
+/// Rounds of [`time_interleaved`]: few enough that each backend's share runs back to back with
+/// warm caches (a run right after another backend's is slower), enough to follow the machine.
+const ROUNDS: usize = 10;
+
+/// Each backend's `runs` inferences of the graph in `dir`, interleaved: in each of [`ROUNDS`]
+/// rounds, every backend runs its share back to back. A ratio between backends then compares runs
+/// made under the same load (this machine's speed moves by the minute). Two more rounds warm up
+/// first.
+fn time_interleaved(
+    backends: &[(&dyn GraphLoader, usize)],
     dir: &Path,
     inputs: &[NamedTensor],
-    runs: usize,
-) -> anyhow::Result<Samples> {
-    let graph = backend
-        .load_dir(dir)
-        .with_context(|| format!("loading {}", dir.display()))?
-        .graph;
-    let mut context = graph.init_execution_context()?;
-    let mut samples = Samples::default();
-    for i in 0..runs + runs / 5 {
-        let started = Instant::now();
-        for input in inputs {
-            context.set_input(Id::Name(input.name.clone()), &input.tensor)?;
-        }
-        context.compute()?;
-        context.get_output(Id::Index(0))?;
-        if i >= runs / 5 {
-            samples.push(started.elapsed());
+) -> anyhow::Result<Vec<Samples>> {
+    const WARM_UP: usize = ROUNDS / 5;
+    let mut timed = backends
+        .iter()
+        .map(|(backend, runs)| {
+            let graph = backend
+                .load_dir(dir)
+                .with_context(|| format!("loading {}", dir.display()))?
+                .graph;
+            let context = graph.init_execution_context()?;
+            Ok((context, runs.div_ceil(ROUNDS), Samples::default()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for round in 0..WARM_UP + ROUNDS {
+        for (context, share, samples) in &mut timed {
+            for _ in 0..*share {
+                let started = Instant::now();
+                for input in inputs {
+                    context.set_input(Id::Name(input.name.clone()), &input.tensor)?;
+                }
+                context.compute()?;
+                context.get_output(Id::Index(0))?;
+                if round >= WARM_UP {
+                    samples.push(started.elapsed());
+                }
+            }
         }
     }
-    Ok(samples)
+    Ok(timed.into_iter().map(|(_, _, samples)| samples).collect())
 }
 
 /// Starts `ember up` on a free port with a throwaway ledger; returns the child and its `host:port`.

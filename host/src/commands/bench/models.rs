@@ -11,16 +11,18 @@ use wasmtime_wasi_nn::backend::NamedTensor;
 
 use super::client::{self, Probe};
 use super::peers::flask;
-use super::{reference_case, spawn_server, stop, time_inference, BenchArgs};
+use super::{reference_case, spawn_server, stop, time_interleaved, BenchArgs};
 use crate::nn::ort::OrtBackend;
 use crate::nn::tract::TractBackend;
+use crate::nn::GraphLoader;
 use ember_function::app::predict;
 use ember_function::catalog::{Catalog as _, DirCatalog};
 use ember_function::spec::ModelSpec;
 use ember_function::tensor::Tensor;
 use ember_function::text;
 
-/// The versions measured, with how many native runs each backend gets (tract is far slower).
+/// The versions measured, with how many native runs each backend gets (tract is far slower), run
+/// interleaved ([`time_interleaved`]).
 const VERSIONS: [(&str, &str, usize, usize); 3] = [
     ("efficientnet-lite0", "1", 200, 10),
     ("efficientnet-lite0", "2", 200, 10),
@@ -60,11 +62,11 @@ pub fn run(
         .map(|&(model, version, ort_runs, tract_runs)| {
             let inputs = native_inputs(&args.models, model, version)?;
             let dir = args.models.join(model).join(version);
-            let ort_p50_us = ort
-                .map(|ort| time_inference(ort, &dir, &inputs, ort_runs))
-                .transpose()?
-                .map(|s| s.p50_us());
-            let tract_p50_us = time_inference(&TractBackend, &dir, &inputs, tract_runs)?.p50_us();
+            let mut backends: Vec<(&dyn GraphLoader, usize)> = vec![(&TractBackend, tract_runs)];
+            backends.extend(ort.map(|ort| (ort as &dyn GraphLoader, ort_runs)));
+            let samples = time_interleaved(&backends, &dir, &inputs)?;
+            let tract_p50_us = samples[0].p50_us();
+            let ort_p50_us = samples.get(1).map(|s| s.p50_us());
             let probe = probe(args, &address, model, version)?;
             let (e2e_p50_us, c8_rate) = end_to_end(runtime, &probe, args.seconds)?;
             let row = Measured {
