@@ -88,7 +88,7 @@ pub fn to_tensor(spec: &VisionSpec, body: &Value) -> Result<Tensor, ApiError> {
         }
     };
     let bytes = decode_base64(encoded)?;
-    let image = decode_image(&bytes)?;
+    let image = decode_image(spec, &bytes)?;
     normalize(spec, image)
 }
 
@@ -110,33 +110,119 @@ fn decode_base64(encoded: &str) -> Result<Vec<u8>, ApiError> {
         })
 }
 
-fn decode_image(bytes: &[u8]) -> Result<DynamicImage, ApiError> {
-    let not_an_image = |detail: String| {
-        ApiError::invalid(
-            Code::NotAnImage,
-            "image",
-            format!("field 'image' is not a PNG or JPEG image: {detail}"),
-        )
-    };
-    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+fn not_an_image(detail: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid(
+        Code::NotAnImage,
+        "image",
+        format!("field 'image' is not a PNG or JPEG image: {detail}"),
+    )
+}
+
+fn too_large() -> ApiError {
+    ApiError::invalid(
+        Code::ImageTooLarge,
+        "image",
+        format!("field 'image' exceeds {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels or the decode memory limit"),
+    )
+}
+
+/// The request's image, decoded: a large JPEG at a reduced DCT scale ([`jpeg_scale`]), anything
+/// else whole.
+fn decode_image(spec: &VisionSpec, bytes: &[u8]) -> Result<DynamicImage, ApiError> {
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| not_an_image(e.to_string()))?;
+        .map_err(not_an_image)?;
     match reader.format() {
-        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
-        _ => return Err(not_an_image("unrecognized format".into())),
+        Some(image::ImageFormat::Jpeg) => decode_jpeg(spec, bytes),
+        Some(image::ImageFormat::Png) => decode_png(reader),
+        _ => Err(not_an_image("unrecognized format")),
     }
+}
+
+fn decode_png(mut reader: ImageReader<std::io::Cursor<&[u8]>>) -> Result<DynamicImage, ApiError> {
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
     reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => ApiError::invalid(Code::ImageTooLarge,
-            "image",
-            format!("field 'image' exceeds {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels or the decode memory limit"),
-        ),
-        other => not_an_image(other.to_string()),
+        image::ImageError::Limits(_) => too_large(),
+        other => not_an_image(other),
     })
+}
+
+fn decode_jpeg(spec: &VisionSpec, bytes: &[u8]) -> Result<DynamicImage, ApiError> {
+    use jpeg_decoder::{Decoder, PixelFormat};
+    let mut decoder = Decoder::new(bytes);
+    decoder.set_max_decoding_buffer_size(MAX_DECODE_BYTES as usize);
+    decoder.read_info().map_err(not_an_image)?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| not_an_image("no frame header"))?;
+    let full = (u32::from(info.width), u32::from(info.height));
+    if full.0.max(full.1) > MAX_IMAGE_SIDE {
+        return Err(too_large());
+    }
+    let k = jpeg_scale(spec, full);
+    let (width, height) = decoder
+        .scale(full.0.div_ceil(k) as u16, full.1.div_ceil(k) as u16)
+        .map_err(not_an_image)?;
+    let (width, height) = (u32::from(width), u32::from(height));
+    let pixels = decoder.decode().map_err(|e| match e {
+        jpeg_decoder::Error::Format(detail) if detail.contains("exceeds") => too_large(),
+        other => not_an_image(other),
+    })?;
+    let image = match info.pixel_format {
+        PixelFormat::L8 => {
+            image::GrayImage::from_raw(width, height, pixels).map(DynamicImage::from)
+        }
+        PixelFormat::L16 => {
+            let wide = pixels
+                .chunks_exact(2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                .collect();
+            image::ImageBuffer::<image::Luma<u16>, _>::from_raw(width, height, wide)
+                .map(DynamicImage::from)
+        }
+        PixelFormat::RGB24 => {
+            image::RgbImage::from_raw(width, height, pixels).map(DynamicImage::from)
+        }
+        PixelFormat::CMYK32 => {
+            image::RgbImage::from_raw(width, height, cmyk_to_rgb(&pixels)).map(DynamicImage::from)
+        }
+    };
+    image.ok_or_else(|| not_an_image("the decoded pixels do not fill the frame"))
+}
+
+/// How many times the model's resize target a JPEG's sides stay when decoded at a reduced scale
+/// (Pillow's `reducing_gap` for `draft`): the resize then still shrinks by 2x or more and
+/// antialiases over what the DCT scaling left, so the tensor stays close to a full decode's.
+const REDUCING_GAP: u32 = 2;
+
+/// The JPEG scale denominator to decode at: the largest of 8, 4, 2 and 1 that keeps both sides at
+/// least [`REDUCING_GAP`] times what the model's resize goes to (the shorter side's target on
+/// both, or the model's size). A 4032 x 3024 photo for a 256-pixel shorter side decodes at 1/4.
+fn jpeg_scale(spec: &VisionSpec, (width, height): (u32, u32)) -> u32 {
+    let (need_w, need_h) = match spec.shorter_side {
+        Some(side) => (side, side),
+        None => (spec.width, spec.height),
+    };
+    let (need_w, need_h) = (need_w * REDUCING_GAP, need_h * REDUCING_GAP);
+    [8, 4, 2]
+        .into_iter()
+        .find(|k| width.div_ceil(*k) >= need_w && height.div_ceil(*k) >= need_h)
+        .unwrap_or(1)
+}
+
+/// RGB of the inks `jpeg-decoder` hands over for a CMYK or YCCK JPEG: each colour's `255 - ink`,
+/// darkened by the black's (`image` 0.24's conversion, from the same decoder).
+fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
+    cmyk.chunks_exact(4)
+        .flat_map(|p| {
+            let light = 255 - u16::from(p[3]);
+            [0, 1, 2].map(|i| ((255 - u16::from(p[i])) * light / 255) as u8)
+        })
+        .collect()
 }
 
 /// The image's pixels (`channels` bytes each) at the model's size: its shorter side resized to
@@ -301,6 +387,31 @@ mod tests {
         let resized = resize(pixels, (iw, ih), whole, (rw, rh), spec.channels).unwrap();
         let origin = ((rw - spec.width) / 2, (rh - spec.height) / 2);
         crop(resized, rw, origin, (spec.width, spec.height), 3)
+    }
+
+    #[test]
+    fn a_jpeg_decodes_at_the_smallest_scale_twice_the_resize_target() {
+        let imagenet = imagenet();
+        for (size, k) in [
+            ((4032, 3024), 4),
+            ((4096, 4096), 8),
+            ((1024, 1024), 2),
+            ((1023, 1024), 2),
+            ((1022, 1024), 1),
+            ((512, 512), 1),
+            ((451, 300), 1),
+            ((8000, 300), 1),
+        ] {
+            assert_eq!(jpeg_scale(&imagenet, size), k, "{size:?}");
+        }
+        let stretched = VisionSpec {
+            shorter_side: None,
+            width: 8,
+            height: 8,
+            ..imagenet
+        };
+        assert_eq!(jpeg_scale(&stretched, (200, 100)), 4);
+        assert_eq!(jpeg_scale(&stretched, (16, 16)), 1);
     }
 
     #[test]

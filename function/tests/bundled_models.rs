@@ -4,7 +4,7 @@
 use ember_contract::reference::{Case, Reference};
 use ember_function::catalog::{Catalog, DirCatalog};
 use ember_function::routing::Pick;
-use ember_function::spec::ModelSpec;
+use ember_function::spec::{Channels, ModelSpec, VisionSpec};
 use ember_function::tensor::TensorData;
 use ember_function::{tabular, vision};
 
@@ -263,6 +263,48 @@ fn an_image_may_come_as_a_base64_data_url() {
             error.message.contains("not valid base64"),
             "{}",
             error.message
+        );
+    }
+}
+
+/// A spec that stretches the image to `width` x `height`; its tensor is each channel's `pixel / 255`.
+fn unit_spec(width: u32, height: u32) -> VisionSpec {
+    VisionSpec {
+        input: "input".into(),
+        width,
+        height,
+        shorter_side: None,
+        channels: Channels::Rgb,
+        invert: false,
+        mean: vec![0.0; 3],
+        std: vec![1.0; 3],
+        top_k: 1,
+    }
+}
+
+#[test]
+fn a_cmyk_jpeg_is_converted_to_rgb() {
+    // fixtures/cmyk-gradient.jpg: Pillow saved a 96 x 64 RGB image, red = x * 255 / 95 and
+    // green = y * 255 / 63, as an Adobe CMYK JPEG (quality 95).
+    use base64::Engine as _;
+    let jpeg = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cmyk-gradient.jpg"),
+    )
+    .unwrap();
+    let image = base64::engine::general_purpose::STANDARD.encode(jpeg);
+    let spec = unit_spec(96, 64);
+    let tensor = vision::to_tensor(&spec, &serde_json::json!({ "image": image })).unwrap();
+    let TensorData::F32(data) = tensor.data else {
+        panic!("FP32 expected")
+    };
+    let plane = 96 * 64;
+    for (y, x) in (0..64).flat_map(|y| (0..96).map(move |x| (y, x))) {
+        let at = |channel: usize| (data[channel * plane + y * 96 + x] * 255.0).round() as i32;
+        let (red, green) = ((x * 255 / 95) as i32, (y * 255 / 63) as i32);
+        assert!(
+            (at(0) - red).abs() <= 6 && (at(1) - green).abs() <= 6,
+            "({x}, {y}): {:?} vs ({red}, {green})",
+            (at(0), at(1))
         );
     }
 }

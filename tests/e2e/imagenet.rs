@@ -50,6 +50,39 @@ fn top_k_is_the_request_s_choice_and_checked() {
     }
 }
 
+#[test]
+fn a_phone_sized_jpeg_is_decoded_at_a_reduced_scale_and_keeps_its_class() {
+    use base64::Engine as _;
+    let server = Server::start(&[]);
+    let cases = reference_cases_in(&repo_root().join("models"), MODEL, "1");
+    let case = cases.iter().find(|c| c["name"] == "coffee-photo").unwrap();
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let jpeg = base64
+        .decode(case["request"]["image"].as_str().unwrap())
+        .unwrap();
+    let photo = image::load_from_memory(&jpeg).unwrap().to_rgb8();
+    // 8x: 3,200 x 2,400, which the function decodes at 1/4 (twice the 256-pixel target).
+    let (width, height) = (photo.width() * 8, photo.height() * 8);
+    let large = image::imageops::resize(&photo, width, height, image::imageops::Triangle);
+    let mut encoded = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut encoded, 90)
+        .encode_image(&large)
+        .unwrap();
+    let body = json!({ "image": base64.encode(&encoded) });
+    let (status, reply) = server.post_json(&format!("/models/{MODEL}/versions/1/predict"), &body);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        reply["label"], case["top_k"][0]["label"],
+        "{width}x{height}"
+    );
+    let expected = case["top_k"][0]["probability"].as_f64().unwrap();
+    let confidence = reply["confidence"].as_f64().unwrap();
+    assert!(
+        (confidence - expected).abs() < 0.05,
+        "{width}x{height}: {confidence} vs {expected}"
+    );
+}
+
 /// Every reference case of `version` through `/predict`: the exact cases' probabilities within
 /// 1e-4 of onnxruntime's and their top 5 in its order; every photo's top-1 class onnxruntime's.
 fn check_photos(server: &Server, version: &str) {
