@@ -392,7 +392,12 @@ fn native_floor(
     let case = reference_case(models, model, version)?;
     let inputs: Vec<NamedTensor> = case.inputs.iter().map(reference_tensor).collect();
     let runs: Vec<_> = backends.iter().map(|backend| (*backend, 2700)).collect();
-    time_interleaved(&runs, &models.join(model).join(version), &inputs)
+    time_interleaved(
+        &runs,
+        &models.join(model).join(version),
+        &inputs,
+        |_| Ok(()),
+    )
 }
 
 /// Rounds of [`time_interleaved`]: few enough that each backend's share runs back to back with
@@ -400,13 +405,14 @@ fn native_floor(
 const ROUNDS: usize = 10;
 
 /// Each backend's `runs` inferences of the graph in `dir`, interleaved: in each of [`ROUNDS`]
-/// rounds, every backend runs its share back to back. A ratio between backends then compares runs
-/// made under the same load (this machine's speed moves by the minute). Two more rounds warm up
-/// first.
+/// rounds, every backend runs its share back to back, then `each_round` runs (told whether the
+/// round is a warm-up) for whatever else a ratio compares. A ratio then compares runs made under
+/// the same load (this machine's speed moves by the minute). Two more rounds warm up first.
 fn time_interleaved(
     backends: &[(&dyn GraphLoader, usize)],
     dir: &Path,
     inputs: &[NamedTensor],
+    mut each_round: impl FnMut(bool) -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<Samples>> {
     const WARM_UP: usize = ROUNDS / 5;
     let mut timed = backends
@@ -434,6 +440,7 @@ fn time_interleaved(
                 }
             }
         }
+        each_round(round < WARM_UP)?;
     }
     Ok(timed.into_iter().map(|(_, _, samples)| samples).collect())
 }

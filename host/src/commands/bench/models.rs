@@ -6,15 +6,18 @@
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use bytes::Bytes;
 use wasmtime_wasi_nn::backend::NamedTensor;
 
 use super::client::{self, Probe};
 use super::peers::flask;
-use super::{reference_case, spawn_server, stop, time_interleaved, BenchArgs};
+use super::{reference_case, spawn_server, stop, time_interleaved, BenchArgs, ROUNDS};
 use crate::nn::ort::OrtBackend;
 use crate::nn::tract::TractBackend;
 use crate::nn::GraphLoader;
+use crate::stats::Samples;
 use ember_function::app::predict;
 use ember_function::catalog::{Catalog as _, DirCatalog};
 use ember_function::spec::ModelSpec;
@@ -29,7 +32,7 @@ const VERSIONS: [(&str, &str, usize, usize); 3] = [
     ("minilm", "1", 500, 50),
 ];
 
-/// Requests per end-to-end latency measurement.
+/// Requests per end-to-end latency measurement at c=1.
 const E2E_REQUESTS: usize = 100;
 
 /// One measured version.
@@ -57,6 +60,12 @@ pub fn run(
         "model", "ORT p50", "tract p50", "tract/ORT", "e2e p50", "e2e/ORT", "c=8 req/s"
     );
     let (mut server, address) = spawn_server(&args.cache_dir, &["--preload"])?;
+    let photo = probe_body(args, "efficientnet-lite0", "1")?;
+    let phone = phone_photo(&photo)?;
+    let phone_on_ember = Probe {
+        body: phone.clone(),
+        ..probe(args, &address, "efficientnet-lite0", "1")?
+    };
     let measured = VERSIONS
         .iter()
         .map(|&(model, version, ort_runs, tract_runs)| {
@@ -64,11 +73,23 @@ pub fn run(
             let dir = args.models.join(model).join(version);
             let mut backends: Vec<(&dyn GraphLoader, usize)> = vec![(&TractBackend, tract_runs)];
             backends.extend(ort.map(|ort| (ort as &dyn GraphLoader, ort_runs)));
-            let samples = time_interleaved(&backends, &dir, &inputs)?;
+            let probe = probe(args, &address, model, version)?;
+            // End to end at c=1 in the same rounds as the native floors: its ratio to the floor
+            // compares requests and runs made under the same load.
+            let mut e2e = Samples::default();
+            let samples = time_interleaved(&backends, &dir, &inputs, |warming_up| {
+                let requests = E2E_REQUESTS.div_ceil(ROUNDS);
+                let (round, _) =
+                    runtime.block_on(client::load(&probe, 1, Duration::from_secs(30), requests))?;
+                if !warming_up {
+                    e2e.extend(round);
+                }
+                Ok(())
+            })?;
             let tract_p50_us = samples[0].p50_us();
             let ort_p50_us = samples.get(1).map(|s| s.p50_us());
-            let probe = probe(args, &address, model, version)?;
-            let (e2e_p50_us, c8_rate) = end_to_end(runtime, &probe, args.seconds)?;
+            let e2e_p50_us = e2e.p50_us();
+            let c8_rate = throughput(runtime, &probe, args.seconds)?;
             let row = Measured {
                 name: format!("{model} v{version}"),
                 ort_p50_us,
@@ -80,10 +101,11 @@ pub fn run(
             Ok(row)
         })
         .collect::<anyhow::Result<Vec<_>>>();
+    let phone_p50_us = latency(runtime, &phone_on_ember, PHONE_REQUESTS);
     stop(&mut server);
     let measured = measured?;
+    let phone_p50_us = phone_p50_us?;
 
-    let photo = probe_body(args, "efficientnet-lite0", "1")?;
     let seed = flask(&args.models, "efficientnet-lite0", "1", &photo).and_then(|peer| {
         let probe = Probe {
             address: peer.address.clone(),
@@ -91,17 +113,33 @@ pub fn run(
             body: photo.clone(),
             authorization: None,
         };
-        let rates = end_to_end(runtime, &probe, args.seconds).map_err(|e| e.to_string());
+        let rates = (|| {
+            let p50 = latency(runtime, &probe, E2E_REQUESTS)?;
+            let rate = throughput(runtime, &probe, args.seconds)?;
+            let phone = Probe {
+                body: phone.clone(),
+                ..probe.clone()
+            };
+            anyhow::Ok(((p50, rate), latency(runtime, &phone, PHONE_REQUESTS)?))
+        })();
         drop(peer);
-        rates
+        rates.map_err(|e| e.to_string())
     });
     match &seed {
-        Ok((p50, rate)) => println!(
+        Ok(((p50, rate), _)) => println!(
             "{:<22} {:>10} {:>11} {:>10} {:>9.0} {:>9} {:>10.1}",
             "Flask seed, effnet v1", "", "", "", p50, "", rate
         ),
         Err(why) => println!("Flask seed, effnet v1: {why}"),
     }
+    let phone_on_flask = seed.as_ref().ok().map(|(_, p50)| *p50);
+    println!(
+        "phone-sized photo ({PHONE_WIDTH}x{PHONE_HEIGHT} JPEG, {:.1} MB request), p50 at c=1: \
+         Ember {:.1} ms, Flask seed {}",
+        phone.len() as f64 / 1e6,
+        phone_p50_us / 1e3,
+        phone_on_flask.map_or("skipped".into(), |p50| format!("{:.1} ms", p50 / 1e3)),
+    );
 
     let effnet = &measured[0];
     if let Some(floor) = effnet.ort_p50_us {
@@ -111,10 +149,16 @@ pub fn run(
         );
     }
     match &seed {
-        Ok((_, rate)) => println!(
-            "efficientnet-lite0 Ember / Flask at c=8: {:.2}x (target ≥ 1.0x)",
-            effnet.c8_rate / rate
-        ),
+        Ok(((_, rate), phone_p50)) => {
+            println!(
+                "efficientnet-lite0 Ember / Flask at c=8: {:.2}x (target ≥ 1.0x)",
+                effnet.c8_rate / rate
+            );
+            println!(
+                "efficientnet-lite0 phone-sized photo, Flask / Ember p50 at c=1: {:.2}x",
+                phone_p50 / phone_p50_us
+            );
+        }
         Err(_) => println!("efficientnet-lite0 Ember / Flask at c=8: not measured (Flask skipped)"),
     }
     let minilm = &measured[2];
@@ -141,29 +185,58 @@ fn print_row(row: &Measured) {
     );
 }
 
-/// p50 at c=1 (after a warm-up) and requests/s at c=8.
-fn end_to_end(
+/// The size of the phone-sized photo: a 12-megapixel camera's width, the reference photo's 3:2.
+const PHONE_WIDTH: u32 = 4032;
+const PHONE_HEIGHT: u32 = 2688;
+
+/// Requests per phone-sized photo latency measurement (each a megabyte, tens of milliseconds).
+const PHONE_REQUESTS: usize = 20;
+
+/// The photo request's image enlarged to a phone camera's size, as a JPEG request body: what a
+/// client that does not resize before uploading sends.
+fn phone_photo(photo: &Bytes) -> anyhow::Result<Bytes> {
+    use base64::Engine as _;
+    let request: serde_json::Value = serde_json::from_slice(photo)?;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let jpeg = base64.decode(
+        request["image"]
+            .as_str()
+            .context("no image in the photo case")?,
+    )?;
+    let small = image::load_from_memory(&jpeg)?.to_rgb8();
+    let large =
+        image::imageops::resize(&small, PHONE_WIDTH, PHONE_HEIGHT, image::imageops::Triangle);
+    let mut encoded = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut encoded, 90).encode_image(&large)?;
+    let body = serde_json::json!({ "image": base64.encode(&encoded) });
+    Ok(Bytes::from(serde_json::to_vec(&body)?))
+}
+
+/// p50 at c=1 over `requests` requests, after a few to warm up.
+fn latency(
+    runtime: &tokio::runtime::Runtime,
+    probe: &Probe,
+    requests: usize,
+) -> anyhow::Result<f64> {
+    runtime.block_on(client::load(probe, 1, Duration::from_secs(30), 3))?;
+    let (samples, _) =
+        runtime.block_on(client::load(probe, 1, Duration::from_secs(60), requests))?;
+    Ok(samples.p50_us())
+}
+
+/// Requests/s at c=8 for `seconds`.
+fn throughput(
     runtime: &tokio::runtime::Runtime,
     probe: &Probe,
     seconds: f64,
-) -> anyhow::Result<(f64, f64)> {
-    runtime.block_on(client::load(probe, 1, Duration::from_secs(30), 10))?;
-    let (latency, _) = runtime.block_on(client::load(
-        probe,
-        1,
-        Duration::from_secs(30),
-        E2E_REQUESTS,
-    ))?;
+) -> anyhow::Result<f64> {
     let (samples, elapsed) = runtime.block_on(client::load(
         probe,
         8,
         Duration::from_secs_f64(seconds),
         usize::MAX,
     ))?;
-    Ok((
-        latency.p50_us(),
-        samples.len() as f64 / elapsed.as_secs_f64(),
-    ))
+    Ok(samples.len() as f64 / elapsed.as_secs_f64())
 }
 
 /// The first reference case's request body of `model` `version`.
