@@ -154,7 +154,6 @@ fn decode_png(mut reader: ImageReader<std::io::Cursor<&[u8]>>) -> Result<Dynamic
 fn decode_jpeg(spec: &VisionSpec, bytes: &[u8]) -> Result<DynamicImage, ApiError> {
     use jpeg_decoder::{Decoder, PixelFormat};
     let mut decoder = Decoder::new(bytes);
-    decoder.set_max_decoding_buffer_size(MAX_DECODE_BYTES as usize);
     decoder.read_info().map_err(not_an_image)?;
     let info = decoder
         .info()
@@ -168,10 +167,10 @@ fn decode_jpeg(spec: &VisionSpec, bytes: &[u8]) -> Result<DynamicImage, ApiError
         .scale(full.0.div_ceil(k) as u16, full.1.div_ceil(k) as u16)
         .map_err(not_an_image)?;
     let (width, height) = (u32::from(width), u32::from(height));
-    let pixels = decoder.decode().map_err(|e| match e {
-        jpeg_decoder::Error::Format(detail) if detail.contains("exceeds") => too_large(),
-        other => not_an_image(other),
-    })?;
+    if jpeg_decode_bytes(&info, full, (width, height)) > MAX_DECODE_BYTES {
+        return Err(too_large());
+    }
+    let pixels = decoder.decode().map_err(not_an_image)?;
     let image = match info.pixel_format {
         PixelFormat::L8 => {
             image::GrayImage::from_raw(width, height, pixels).map(DynamicImage::from)
@@ -212,6 +211,26 @@ fn jpeg_scale(spec: &VisionSpec, (width, height): (u32, u32)) -> u32 {
         .into_iter()
         .find(|k| width.div_ceil(*k) >= need_w && height.div_ceil(*k) >= need_h)
         .unwrap_or(1)
+}
+
+/// What decoding a JPEG allocates, at most: its component planes and the interleaved output at
+/// the decoded size, and, for a progressive JPEG, every component's coefficients (two bytes a
+/// pixel) at full size, kept until the last scan. Checked before decoding, so a small file that
+/// declares a huge progressive image is refused instead of exhausting the instance's memory.
+fn jpeg_decode_bytes(
+    info: &jpeg_decoder::ImageInfo,
+    (full_w, full_h): (u32, u32),
+    (width, height): (u32, u32),
+) -> u64 {
+    let components = info.pixel_format.pixel_bytes() as u64;
+    let decoded = 2 * components * u64::from(width) * u64::from(height);
+    let coefficients = match info.coding_process {
+        jpeg_decoder::CodingProcess::DctProgressive => {
+            2 * components * u64::from(full_w.next_multiple_of(16) * full_h.next_multiple_of(16))
+        }
+        _ => 0,
+    };
+    decoded + coefficients
 }
 
 /// RGB of the inks `jpeg-decoder` hands over for a CMYK or YCCK JPEG: each colour's `255 - ink`,

@@ -286,12 +286,7 @@ fn unit_spec(width: u32, height: u32) -> VisionSpec {
 fn a_cmyk_jpeg_is_converted_to_rgb() {
     // fixtures/cmyk-gradient.jpg: Pillow saved a 96 x 64 RGB image, red = x * 255 / 95 and
     // green = y * 255 / 63, as an Adobe CMYK JPEG (quality 95).
-    use base64::Engine as _;
-    let jpeg = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cmyk-gradient.jpg"),
-    )
-    .unwrap();
-    let image = base64::engine::general_purpose::STANDARD.encode(jpeg);
+    let image = fixture_base64("cmyk-gradient.jpg");
     let spec = unit_spec(96, 64);
     let tensor = vision::to_tensor(&spec, &serde_json::json!({ "image": image })).unwrap();
     let TensorData::F32(data) = tensor.data else {
@@ -307,4 +302,38 @@ fn a_cmyk_jpeg_is_converted_to_rgb() {
             (at(0), at(1))
         );
     }
+}
+
+/// A fixture of `function/tests/fixtures`, base64-encoded.
+fn fixture_base64(name: &str) -> String {
+    use base64::Engine as _;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap())
+}
+
+#[test]
+fn a_progressive_jpeg_decodes_and_one_declaring_a_huge_frame_is_refused_first() {
+    // fixtures/progressive-16.jpg: Pillow's 16 x 16 progressive JPEG of a colour ramp.
+    let spec = unit_spec(16, 16);
+    let image = fixture_base64("progressive-16.jpg");
+    vision::to_tensor(&spec, &serde_json::json!({ "image": image })).unwrap();
+
+    // The same file with its frame header (SOF2) claiming 8000 x 8000: its coefficients alone
+    // would take 384 MB, so it is refused before any is decoded.
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let mut jpeg = base64.decode(&image).unwrap();
+    let sof = jpeg.windows(2).position(|m| m == [0xFF, 0xC2]).unwrap();
+    jpeg[sof + 5..sof + 9].copy_from_slice(&[0x1F, 0x40, 0x1F, 0x40]);
+    let body = serde_json::json!({ "image": base64.encode(&jpeg) });
+    let error = vision::to_tensor(&spec, &body).unwrap_err();
+    assert_eq!(
+        error.code,
+        ember_contract::Code::ImageTooLarge,
+        "{}",
+        error.message
+    );
+    assert_eq!(error.field.as_deref(), Some("image"));
 }
