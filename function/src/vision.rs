@@ -152,7 +152,7 @@ fn decode_png(mut reader: ImageReader<std::io::Cursor<&[u8]>>) -> Result<Dynamic
 }
 
 fn decode_jpeg(spec: &VisionSpec, bytes: &[u8]) -> Result<DynamicImage, ApiError> {
-    use jpeg_decoder::{Decoder, PixelFormat};
+    use jpeg_decoder::{CodingProcess, Decoder, PixelFormat};
     let mut decoder = Decoder::new(bytes);
     decoder.read_info().map_err(not_an_image)?;
     let info = decoder
@@ -162,7 +162,11 @@ fn decode_jpeg(spec: &VisionSpec, bytes: &[u8]) -> Result<DynamicImage, ApiError
     if full.0.max(full.1) > MAX_IMAGE_SIDE {
         return Err(too_large());
     }
-    let k = jpeg_scale(spec, full);
+    // Only the DCT scales: a lossless JPEG decodes whole.
+    let k = match info.coding_process {
+        CodingProcess::Lossless => 1,
+        _ => jpeg_scale(spec, full),
+    };
     let (width, height) = decoder
         .scale(full.0.div_ceil(k) as u16, full.1.div_ceil(k) as u16)
         .map_err(not_an_image)?;
@@ -331,7 +335,6 @@ fn normalize(spec: &VisionSpec, image: DynamicImage) -> Result<Tensor, ApiError>
     let (w, h) = (spec.width, spec.height);
     let channels = spec.channels.count();
     let plane = (w * h) as usize;
-    let mut data = vec![0f32; channels * plane];
     let size = (image.width(), image.height());
     let pixels = match spec.channels {
         Channels::Grayscale => image.into_luma8().into_raw(),
@@ -351,6 +354,7 @@ fn normalize(spec: &VisionSpec, image: DynamicImage) -> Result<Tensor, ApiError>
             })
         })
         .collect();
+    let mut data = vec![0f32; channels * plane];
     for (c, (out, table)) in data.chunks_exact_mut(plane).zip(&normalized).enumerate() {
         for (x, pixel) in out.iter_mut().zip(pixels.chunks_exact(channels)) {
             *x = table[pixel[c] as usize];

@@ -394,9 +394,11 @@ pub fn infer_response(spec: &ModelSpec, request: &InferRequest, outputs: &[Tenso
             "shape": tensor.shape,
         });
         if binary {
-            let bytes = tensor.data.to_le_bytes();
+            let bytes = tensor.data.as_le_bytes();
             output["parameters"] = json!({ (binary::DATA_SIZE): bytes.len() });
-            tensor_data.get_or_insert_with(Vec::new).extend(bytes);
+            tensor_data
+                .get_or_insert_with(Vec::new)
+                .extend_from_slice(bytes);
         } else {
             output["data"] = tensor.data.to_json();
         }

@@ -31,10 +31,7 @@ impl Inference for WasiNn {
             .map(|t| {
                 let dims: Vec<u32> = t.shape.iter().map(|d| *d as u32).collect();
                 let ty = tensor_type(t.data.datatype());
-                (
-                    t.name,
-                    tensor::Tensor::new(&dims, ty, &t.data.to_le_bytes()),
-                )
+                (t.name, tensor::Tensor::new(&dims, ty, t.data.as_le_bytes()))
             })
             .collect();
         let outputs = context.compute(named).map_err(|e| failed(&e))?;

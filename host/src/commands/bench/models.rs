@@ -294,6 +294,6 @@ fn named_tensor(tensor: &Tensor) -> anyhow::Result<NamedTensor> {
     let dims = tensor.shape.iter().map(|d| *d as u32).collect();
     Ok(NamedTensor {
         name: tensor.name.clone(),
-        tensor: wasmtime_wasi_nn::Tensor::new(dims, ty, tensor.data.to_le_bytes()),
+        tensor: wasmtime_wasi_nn::Tensor::new(dims, ty, tensor.data.as_le_bytes().to_vec()),
     })
 }
