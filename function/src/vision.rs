@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use image::{DynamicImage, ImageReader, Limits};
+use jpeg_decoder::{CodingProcess, Decoder, ImageInfo, PixelFormat};
 use serde_json::Value;
 
 use crate::spec::{Channels, VisionSpec};
@@ -152,7 +153,6 @@ fn decode_png(mut reader: ImageReader<std::io::Cursor<&[u8]>>) -> Result<Dynamic
 }
 
 fn decode_jpeg(spec: &VisionSpec, bytes: &[u8]) -> Result<DynamicImage, ApiError> {
-    use jpeg_decoder::{CodingProcess, Decoder, PixelFormat};
     let mut decoder = Decoder::new(bytes);
     decoder.read_info().map_err(not_an_image)?;
     let info = decoder
@@ -222,14 +222,14 @@ fn jpeg_scale(spec: &VisionSpec, (width, height): (u32, u32)) -> u32 {
 /// pixel) at full size, kept until the last scan. Checked before decoding, so a small file that
 /// declares a huge progressive image is refused instead of exhausting the instance's memory.
 fn jpeg_decode_bytes(
-    info: &jpeg_decoder::ImageInfo,
+    info: &ImageInfo,
     (full_w, full_h): (u32, u32),
     (width, height): (u32, u32),
 ) -> u64 {
     let components = info.pixel_format.pixel_bytes() as u64;
     let decoded = 2 * components * u64::from(width) * u64::from(height);
     let coefficients = match info.coding_process {
-        jpeg_decoder::CodingProcess::DctProgressive => {
+        CodingProcess::DctProgressive => {
             2 * components * u64::from(full_w.next_multiple_of(16) * full_h.next_multiple_of(16))
         }
         _ => 0,
@@ -258,17 +258,7 @@ fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
 /// a 4:3 photo.
 fn fit(spec: &VisionSpec, pixels: Vec<u8>, (iw, ih): (u32, u32)) -> Result<Vec<u8>, ApiError> {
     let (w, h) = (spec.width, spec.height);
-    let (rw, rh) = match spec.shorter_side {
-        None => (w, h),
-        Some(side) => {
-            let scale = side as f64 / iw.min(ih) as f64;
-            if iw <= ih {
-                (side, ((ih as f64 * scale).round() as u32).max(side))
-            } else {
-                (((iw as f64 * scale).round() as u32).max(side), side)
-            }
-        }
-    };
+    let (rw, rh) = resized_size(spec, (iw, ih));
     let (left, top) = ((rw - w) / 2, (rh - h) / 2);
     if (rw, rh) == (iw, ih) {
         return Ok(crop(pixels, iw, (left, top), (w, h), spec.channels.count()));
@@ -283,6 +273,20 @@ fn fit(spec: &VisionSpec, pixels: Vec<u8>, (iw, ih): (u32, u32)) -> Result<Vec<u
     resize(pixels, (iw, ih), source_box, (w, h), spec.channels).ok_or_else(|| {
         ApiError::invalid(Code::NotAnImage, "image", "the image could not be resized")
     })
+}
+
+/// The size an `iw` x `ih` image is resized to before its centre is cropped: its shorter side at
+/// `shorter_side`, its aspect ratio kept; the model's size when it declares no shorter side.
+fn resized_size(spec: &VisionSpec, (iw, ih): (u32, u32)) -> (u32, u32) {
+    let Some(side) = spec.shorter_side else {
+        return (spec.width, spec.height);
+    };
+    let scale = side as f64 / iw.min(ih) as f64;
+    if iw <= ih {
+        (side, ((ih as f64 * scale).round() as u32).max(side))
+    } else {
+        (((iw as f64 * scale).round() as u32).max(side), side)
+    }
 }
 
 /// The `size` window at `origin` of an image `width` pixels wide.
@@ -335,6 +339,7 @@ fn normalize(spec: &VisionSpec, image: DynamicImage) -> Result<Tensor, ApiError>
     let (w, h) = (spec.width, spec.height);
     let channels = spec.channels.count();
     let plane = (w * h) as usize;
+    let mut data = vec![0f32; channels * plane];
     let size = (image.width(), image.height());
     let pixels = match spec.channels {
         Channels::Grayscale => image.into_luma8().into_raw(),
@@ -354,7 +359,6 @@ fn normalize(spec: &VisionSpec, image: DynamicImage) -> Result<Tensor, ApiError>
             })
         })
         .collect();
-    let mut data = vec![0f32; channels * plane];
     for (c, (out, table)) in data.chunks_exact_mut(plane).zip(&normalized).enumerate() {
         for (x, pixel) in out.iter_mut().zip(pixels.chunks_exact(channels)) {
             *x = table[pixel[c] as usize];
@@ -399,13 +403,7 @@ mod tests {
     /// The model's input as resize-then-crop computes it: the whole image to the shorter side,
     /// then the centre window.
     fn resize_then_crop(spec: &VisionSpec, pixels: Vec<u8>, (iw, ih): (u32, u32)) -> Vec<u8> {
-        let side = spec.shorter_side.unwrap();
-        let scale = side as f64 / iw.min(ih) as f64;
-        let (rw, rh) = if iw <= ih {
-            (side, ((ih as f64 * scale).round() as u32).max(side))
-        } else {
-            (((iw as f64 * scale).round() as u32).max(side), side)
-        };
+        let (rw, rh) = resized_size(spec, (iw, ih));
         let whole = [0.0, 0.0, iw as f64, ih as f64];
         let resized = resize(pixels, (iw, ih), whole, (rw, rh), spec.channels).unwrap();
         let origin = ((rw - spec.width) / 2, (rh - spec.height) / 2);
