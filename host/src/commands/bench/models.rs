@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-
 use bytes::Bytes;
 use wasmtime_wasi_nn::backend::NamedTensor;
 
@@ -134,8 +133,10 @@ pub fn run(
     }
     let phone_on_flask = seed.as_ref().ok().map(|(_, p50)| *p50);
     println!(
-        "phone-sized photo ({PHONE_WIDTH}x{PHONE_HEIGHT} JPEG, {:.1} MB request), p50 at c=1: \
-         Ember {:.1} ms, Flask seed {}",
+        "phone-sized photo ({}x{} JPEG, {:.1} MB request), p50 at c=1: Ember {:.1} ms, \
+         Flask seed {}",
+        PHONE_SIZE.0,
+        PHONE_SIZE.1,
         phone.len() as f64 / 1e6,
         phone_p50_us / 1e3,
         phone_on_flask.map_or("skipped".into(), |p50| format!("{:.1} ms", p50 / 1e3)),
@@ -185,9 +186,9 @@ fn print_row(row: &Measured) {
     );
 }
 
-/// The size of the phone-sized photo: a 12-megapixel camera's width, the reference photo's 3:2.
-const PHONE_WIDTH: u32 = 4032;
-const PHONE_HEIGHT: u32 = 2688;
+/// The phone-sized photo's width and height: a 12-megapixel camera's width, the reference
+/// photo's 3:2.
+const PHONE_SIZE: (u32, u32) = (4032, 2688);
 
 /// Requests per phone-sized photo latency measurement (each a megabyte, tens of milliseconds).
 const PHONE_REQUESTS: usize = 20;
@@ -204,8 +205,12 @@ fn phone_photo(photo: &Bytes) -> anyhow::Result<Bytes> {
             .context("no image in the photo case")?,
     )?;
     let small = image::load_from_memory(&jpeg)?.to_rgb8();
-    let large =
-        image::imageops::resize(&small, PHONE_WIDTH, PHONE_HEIGHT, image::imageops::Triangle);
+    let large = image::imageops::resize(
+        &small,
+        PHONE_SIZE.0,
+        PHONE_SIZE.1,
+        image::imageops::Triangle,
+    );
     let mut encoded = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut encoded, 90).encode_image(&large)?;
     let body = serde_json::json!({ "image": base64.encode(&encoded) });
