@@ -178,7 +178,7 @@ fn warm(runtime: &tokio::runtime::Runtime, args: &BenchArgs, floors: &[f64]) -> 
         "model", "p50", "p99", "overhead", "e2e/native"
     );
     for ((model, probe), floor) in MODELS.iter().zip(&probes).zip(floors) {
-        let samples = warm_latency(runtime, probe, args.requests)?;
+        let samples = warm_latency(runtime, probe, 200, args.requests)?;
         let p50 = samples.p50_us();
         println!(
             "{model:<12} {p50:>8.1} {:>8.1} {:>10.1} {:>11.1}x",
@@ -266,7 +266,7 @@ fn variants(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resu
                 ],
             )?;
             let probe = probe(&args.models, &address, model)?;
-            let samples = warm_latency(runtime, &probe, args.requests / 3)?;
+            let samples = warm_latency(runtime, &probe, 200, args.requests / 3)?;
             stop(&mut child);
             let conn = crate::metering::ledger::open_current(&ledger)?;
             let guest_fuel: i64 = conn.query_row(
@@ -369,13 +369,15 @@ fn probe(models: &Path, address: &str, model: &str) -> anyhow::Result<Probe> {
     })
 }
 
-/// Latencies of `requests` sequential requests (concurrency 1), after 200 to warm up.
+/// Latencies of `requests` sequential requests (concurrency 1), after `warm_up` more (or a
+/// second of them, whichever ends first).
 fn warm_latency(
     runtime: &tokio::runtime::Runtime,
     probe: &Probe,
+    warm_up: usize,
     requests: usize,
 ) -> anyhow::Result<Samples> {
-    runtime.block_on(client::load(probe, 1, Duration::from_secs(1), 200))?;
+    runtime.block_on(client::load(probe, 1, Duration::from_secs(1), warm_up))?;
     let (samples, _) =
         runtime.block_on(client::load(probe, 1, Duration::from_secs(60), requests))?;
     Ok(samples)

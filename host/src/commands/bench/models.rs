@@ -12,7 +12,9 @@ use wasmtime_wasi_nn::backend::NamedTensor;
 
 use super::client::{self, Probe};
 use super::peers::flask;
-use super::{reference_case, spawn_server, stop, time_interleaved, BenchArgs, ROUNDS};
+use super::{
+    reference_case, spawn_server, stop, time_interleaved, warm_latency, BenchArgs, ROUNDS,
+};
 use crate::nn::ort::OrtBackend;
 use crate::nn::tract::TractBackend;
 use crate::nn::GraphLoader;
@@ -100,7 +102,8 @@ pub fn run(
             Ok(row)
         })
         .collect::<anyhow::Result<Vec<_>>>();
-    let phone_p50_us = latency(runtime, &phone_on_ember, PHONE_REQUESTS);
+    let phone_p50_us =
+        warm_latency(runtime, &phone_on_ember, WARM_UP, PHONE_REQUESTS).map(|s| s.p50_us());
     stop(&mut server);
     let measured = measured?;
     let phone_p50_us = phone_p50_us?;
@@ -113,13 +116,14 @@ pub fn run(
             authorization: None,
         };
         let rates = (|| {
-            let p50 = latency(runtime, &probe, E2E_REQUESTS)?;
+            let p50 = warm_latency(runtime, &probe, WARM_UP, E2E_REQUESTS)?.p50_us();
             let rate = throughput(runtime, &probe, args.seconds)?;
             let phone = Probe {
                 body: phone.clone(),
                 ..probe.clone()
             };
-            anyhow::Ok(((p50, rate), latency(runtime, &phone, PHONE_REQUESTS)?))
+            let phone_p50 = warm_latency(runtime, &phone, WARM_UP, PHONE_REQUESTS)?.p50_us();
+            anyhow::Ok(((p50, rate), phone_p50))
         })();
         drop(peer);
         rates.map_err(|e| e.to_string())
@@ -190,6 +194,10 @@ fn print_row(row: &Measured) {
 /// photo's 3:2.
 const PHONE_SIZE: (u32, u32) = (4032, 2688);
 
+/// Requests that warm a server up before a latency measurement of the large models (each takes
+/// milliseconds; the fast path's 200 would take seconds).
+const WARM_UP: usize = 3;
+
 /// Requests per phone-sized photo latency measurement (each a megabyte, tens of milliseconds).
 const PHONE_REQUESTS: usize = 20;
 
@@ -215,18 +223,6 @@ fn phone_photo(photo: &Bytes) -> anyhow::Result<Bytes> {
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut encoded, 90).encode_image(&large)?;
     let body = serde_json::json!({ "image": base64.encode(&encoded) });
     Ok(Bytes::from(serde_json::to_vec(&body)?))
-}
-
-/// p50 at c=1 over `requests` requests, after a few to warm up.
-fn latency(
-    runtime: &tokio::runtime::Runtime,
-    probe: &Probe,
-    requests: usize,
-) -> anyhow::Result<f64> {
-    runtime.block_on(client::load(probe, 1, Duration::from_secs(30), 3))?;
-    let (samples, _) =
-        runtime.block_on(client::load(probe, 1, Duration::from_secs(60), requests))?;
-    Ok(samples.p50_us())
 }
 
 /// Requests/s at c=8 for `seconds`.
