@@ -20,14 +20,33 @@ pub fn repo_root() -> PathBuf {
 /// A fresh, empty directory under `target/` for one test (unique within this test run).
 pub fn scratch_dir(name: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    let root = repo_root().join("target").join("e2e");
+    SWEEP.call_once(|| remove_ended_runs_scratch(&root));
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = repo_root()
-        .join("target")
-        .join("e2e")
-        .join(format!("{name}-{}-{n}", std::process::id()));
+    let dir = root.join(format!("{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes the scratch directories (`{name}-{pid}-{n}`) of test runs whose process has ended.
+/// Their models copies and ledgers would otherwise pile up, a few gigabytes a run, in the build
+/// cache that CI's clones share; a run still going (its process alive) keeps its own.
+fn remove_ended_runs_scratch(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.rsplit('-').nth(1)?.parse::<u32>().ok());
+        let ended = pid.is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
+        if ended {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A running `ember up`, killed when dropped.
