@@ -295,7 +295,14 @@ fn a_matching_if_none_match_gets_304() {
     for host in HOSTS {
         let (server, _pkg) = serve_demo(host);
         let first = server.get("/demo.js");
-        let etag = first.headers["etag"].clone();
+        let etag = first.headers.get("etag").cloned().unwrap_or_else(|| {
+            panic!(
+                "{host:?}: GET /demo.js answered {} without an etag: {}\n{}",
+                first.status,
+                first.text(),
+                server.server.logs()
+            )
+        });
         assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
         for tags in [
             etag.clone(),
